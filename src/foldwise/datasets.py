@@ -1,0 +1,46 @@
+"""Torch datasets over prepared shards."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .shards import ShardReader
+
+
+class ShardDataset(Dataset):
+    """Rows of a prepared split as dicts of tensors.
+
+    item["image"]: float32 (H, W, C); item["meta"]: float32 (n_meta,) when meta is given;
+    item["target"]: float32 (T,) when targets are given. ``transform`` is an albumentations
+    pipeline applied to the HWC image (train only).
+    """
+
+    def __init__(self, reader: ShardReader, rows: np.ndarray, targets: np.ndarray | None = None,
+                 meta: np.ndarray | None = None, transform=None):
+        self.reader = reader
+        self.rows = np.asarray(rows)
+        self.targets = None if targets is None else np.asarray(targets, dtype=np.float32)
+        self.meta = None if meta is None or meta.shape[1] == 0 else np.asarray(meta, dtype=np.float32)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        image = np.asarray(self.reader[int(self.rows[i])], dtype=np.float32)
+        if self.transform is not None:
+            image = self.transform(image=image)["image"].reshape(image.shape)
+        item = {"image": torch.from_numpy(np.ascontiguousarray(image))}
+        if self.meta is not None:
+            item["meta"] = torch.from_numpy(self.meta[i])
+        if self.targets is not None:
+            item["target"] = torch.from_numpy(self.targets[i])
+        return item
+
+
+def to_model_layout(images: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """A batch (N, H, W, C) -> (N, C, H, W). With channels_last this is a free view whose memory is
+    already in ``torch.channels_last`` order; otherwise it is made NCHW-contiguous."""
+    images = images.permute(0, 3, 1, 2)
+    return images if channels_last else images.contiguous()

@@ -1,0 +1,52 @@
+"""The ``data/prepared`` folder written by ``preprocess`` and read by train, oof and infer.
+
+Per split (``train``, ``test``): ``<split>.csv``, the index table (``id``, targets, ``stratify``,
+``group`` and ``meta_*`` columns as the task provides), and ``<split>_NNN.npy`` image shards.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import FoldwiseError
+from .shards import ShardReader
+
+META_PREFIX = "meta_"
+
+
+def index_path(prepared: Path, split: str) -> Path:
+    return prepared / f"{split}.csv"
+
+
+def read_index(prepared: Path, split: str) -> pd.DataFrame:
+    path = index_path(prepared, split)
+    if not path.is_file():
+        raise FoldwiseError(f"{path}: missing; run the preprocess stage")
+    return pd.read_csv(path, dtype={"id": str})
+
+
+def load_split(prepared: Path, split: str) -> tuple[pd.DataFrame, ShardReader]:
+    index = read_index(prepared, split)
+    reader = ShardReader(prepared, split)
+    if len(reader) != len(index):
+        raise FoldwiseError(f"{prepared}: {split} index has {len(index)} rows but shards hold {len(reader)}")
+    return index, reader
+
+
+def meta_matrix(index: pd.DataFrame) -> np.ndarray:
+    """The ``meta_*`` columns as float32 (N, n_meta); (N, 0) when the task keeps none."""
+    cols = [c for c in index.columns if c.startswith(META_PREFIX)]
+    return index[cols].to_numpy(dtype=np.float32) if cols else np.zeros((len(index), 0), np.float32)
+
+
+def read_folds(path: Path, index: pd.DataFrame) -> np.ndarray:
+    """Fold number per index row, from ``folds.csv`` (id, fold)."""
+    if not path.is_file():
+        raise FoldwiseError(f"{path}: missing; run the split stage")
+    folds = pd.read_csv(path, dtype={"id": str}).set_index("id")["fold"]
+    missing = ~index["id"].isin(folds.index)
+    if missing.any():
+        raise FoldwiseError(f"{path}: no fold for id {index['id'][missing].iloc[0]!r}; rerun the split stage")
+    return folds.loc[index["id"]].to_numpy()

@@ -1,0 +1,87 @@
+"""Where the raw competition data comes from: synthetic (default), the Kaggle API, or a local zip/folder.
+
+Every source ends in the same place: the exact Kaggle layout in a fresh folder. A local source is
+only ever read, never modified.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+from .errors import FoldwiseError
+
+
+def find_root(folder: Path, marker: str) -> Path:
+    """The folder holding ``marker``: ``folder`` itself or a sub-folder up to two levels down."""
+    for depth in range(3):
+        hits = sorted(folder.glob("/".join(["*"] * depth + [marker])))
+        if hits:
+            return hits[0].parent
+    raise FoldwiseError(f"{folder}: no {marker} found; not the competition's data")
+
+
+def extract_zip(archive: Path, dest: Path) -> None:
+    if not zipfile.is_zipfile(archive):
+        raise FoldwiseError(f"{archive}: not a zip file")
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            bad = zf.testzip()
+            if bad is not None:
+                raise FoldwiseError(f"{archive}: corrupt member {bad}")
+            zf.extractall(dest)
+    except zipfile.BadZipFile as exc:
+        raise FoldwiseError(f"{archive}: corrupt zip ({exc})") from None
+
+
+def copy_local(source: Path, dest: Path, marker: str) -> None:
+    """Copy a Kaggle zip's content or an extracted folder into ``dest`` (the source is untouched)."""
+    if not source.exists():
+        raise FoldwiseError(f"data.path: {source} does not exist")
+    staging = dest / ".extract"
+    if source.is_file():
+        extract_zip(source, staging)
+        root = find_root(staging, marker)
+        for item in root.iterdir():
+            shutil.move(str(item), dest / item.name)
+        shutil.rmtree(staging)
+    else:
+        root = find_root(source, marker)
+        for item in root.iterdir():
+            target = dest / item.name
+            if item.is_dir():
+                shutil.copytree(item, target)
+            else:
+                shutil.copy2(item, target)
+
+
+def kaggle_download(competition: str, dest: Path, marker: str) -> None:
+    """Download and extract ``competition`` with the kaggle package (needs credentials and network)."""
+    has_file = (Path(os.environ.get("KAGGLE_CONFIG_DIR", Path.home() / ".kaggle")) / "kaggle.json").is_file()
+    has_env = bool(os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY")) or bool(
+        os.environ.get("KAGGLE_API_TOKEN"))
+    if not (has_file or has_env):
+        raise FoldwiseError(
+            "data.source: kaggle needs Kaggle API credentials (~/.kaggle/kaggle.json or KAGGLE_USERNAME and "
+            "KAGGLE_KEY); or download the zip yourself and use data.source: local"
+        )
+    staging = dest / ".download"
+    staging.mkdir()
+    try:
+        from kaggle.api.kaggle_api_extended import KaggleApi
+
+        api = KaggleApi()
+        api.authenticate()
+        api.competition_download_files(competition, path=str(staging), quiet=False)
+    except Exception as exc:  # the kaggle client raises many types (HTTP, auth, network)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FoldwiseError(
+            f"kaggle download of {competition} failed ({first}); check the network, your credentials and that "
+            "you accepted the competition rules"
+        ) from None
+    archives = sorted(staging.glob("*.zip"))
+    if not archives:
+        raise FoldwiseError(f"kaggle download of {competition} produced no zip file")
+    copy_local(archives[0], dest, marker)
+    shutil.rmtree(staging)

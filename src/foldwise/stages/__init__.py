@@ -1,0 +1,1 @@
+"""One module per DVC stage: ``python -m foldwise.stages.<stage>``; paths come from dvc.yaml."""

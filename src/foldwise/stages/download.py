@@ -1,0 +1,38 @@
+"""Stage ``download``: the raw competition data in the exact Kaggle layout.
+
+params: task, seed, data (source, path), synthetic (n_train, n_test, strength)
+outs:   data/raw/
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..atomic import atomic_dir
+from ..errors import run_stage
+from ..params import load_params
+from ..sources import copy_local, kaggle_download
+from ..tasks import get_task
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    p = load_params()
+    task = get_task(p.task)
+    with atomic_dir(args.out) as tmp:
+        if p.data.source == "synthetic":
+            s = p.synthetic
+            print(f"download: synthetic {task.competition}: {s.n_train} train + {s.n_test} test (seed {p.seed})")
+            task.generate(tmp, s.n_train, s.n_test, p.seed, s.strength)
+        elif p.data.source == "kaggle":
+            kaggle_download(task.competition, tmp, task.marker_file)
+        else:
+            print(f"download: copying {p.data.path}")
+            copy_local(Path(p.data.path).expanduser(), tmp, task.marker_file)
+        task.check_layout(tmp)
+
+
+if __name__ == "__main__":
+    run_stage("download", main)

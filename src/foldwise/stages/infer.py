@@ -1,0 +1,49 @@
+"""Stage ``infer``: every fold model predicts the test set (with TTA); predictions are averaged.
+
+params: task, folds, infer (tta, batch_size)
+deps:   data/prepared/, data/models/
+outs:   data/test_preds.csv (id, <pred col>...)
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..atomic import write_csv
+from ..datasets import ShardDataset
+from ..errors import run_stage
+from ..inference import load_fold_model, predict
+from ..params import load_params
+from ..prepared import load_split, meta_matrix
+from ..runtime import select_device
+from ..tasks import get_task
+from ..training import make_eval_loader
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--prepared", type=Path, required=True)
+    parser.add_argument("--models", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    p = load_params()
+    task = get_task(p.task)
+    index, reader = load_split(args.prepared, "test")
+    device = select_device()
+    loader = make_eval_loader(ShardDataset(reader, np.arange(len(index)), meta=meta_matrix(index)),
+                              p.infer.batch_size, p.train.num_workers)
+    total = np.zeros((len(index), task.num_outputs))
+    for k in p.folds:
+        model = load_fold_model(args.models / f"fold_{k}", device, p.train.channels_last)
+        total += predict(model, loader, task, p, p.infer.tta, device)
+    preds = pd.DataFrame(total / len(p.folds), columns=task.pred_columns)
+    preds.insert(0, "id", index["id"])
+    write_csv(preds, args.out)
+    print(f"infer: {len(index)} test samples x {len(p.folds)} fold models x {len(p.infer.tta)} TTA views")
+
+
+if __name__ == "__main__":
+    run_stage("infer", main)

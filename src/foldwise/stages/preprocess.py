@@ -1,0 +1,52 @@
+"""Stage ``preprocess``: raw data -> training-ready image shards and an index per split.
+
+params: task, img_size, <task> (e.g. seti.frames, seti.stack)
+deps:   data/raw/
+outs:   data/prepared/ (train.csv, train_NNN.npy, test.csv, test_NNN.npy)
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..atomic import atomic_dir, write_csv
+from ..errors import run_stage
+from ..params import load_params
+from ..prepared import META_PREFIX, index_path
+from ..shards import write_shards
+from ..tasks import get_task
+
+
+def index_table(table, task, params, split: str):
+    """The columns of a task table that later stages need, meta features renamed ``meta_*``."""
+    keep = ["id"]
+    if split == "train":
+        keep += list(task.target_columns) + ["stratify"] + (["group"] if "group" in table else [])
+    index = table[keep].copy()
+    for col in task.meta_columns(params):
+        index[META_PREFIX + col] = table[col].astype(float)
+    return index
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--raw", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    p = load_params()
+    task = get_task(p.task)
+    task.check_layout(args.raw)
+    with atomic_dir(args.out) as tmp:
+        for split in ("train", "test"):
+            table = task.read_table(args.raw, split, p).reset_index(drop=True)
+            images = task.iter_images(args.raw, table, split, p)
+            bar = tqdm(images, total=len(table), desc=f"preprocess {split}", unit="img", mininterval=1.0)
+            shape = write_shards(tmp, split, bar, len(table))
+            write_csv(index_table(table, task, p, split), index_path(tmp, split))
+            print(f"preprocess: {split}: {len(table)} images of shape {shape} (H, W, C)")
+
+
+if __name__ == "__main__":
+    run_stage("preprocess", main)

@@ -1,0 +1,39 @@
+"""Stage ``submit``: the Kaggle submission, validated against ``sample_submission.csv``.
+
+params: task
+deps:   data/raw/sample_submission.csv, data/test_preds.csv
+outs:   data/submission.csv (same ids, order and columns as the sample)
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from ..atomic import write_csv
+from ..errors import FoldwiseError, run_stage
+from ..params import load_params
+from ..tasks import get_task
+from ..tasks.tables import read_csv_checked
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sample", type=Path, required=True)
+    parser.add_argument("--preds", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    task = get_task(load_params().task)
+    sample = read_csv_checked(args.sample, [])
+    sample[sample.columns[0]] = pd.read_csv(args.sample, usecols=[0], dtype=str).iloc[:, 0]  # ids verbatim
+    if not args.preds.is_file():
+        raise FoldwiseError(f"{args.preds}: missing; run the infer stage")
+    preds = pd.read_csv(args.preds, dtype={"id": str})
+    submission = task.submission(sample, preds)
+    write_csv(submission, args.out)
+    print(f"submit: {args.out} with {len(submission)} rows, columns {', '.join(submission.columns)}")
+
+
+if __name__ == "__main__":
+    run_stage("submit", main)

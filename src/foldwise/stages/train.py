@@ -1,0 +1,80 @@
+"""Stage ``train@k``: fit one fold and keep its best epoch's weights and validation predictions.
+
+params: task, seed, folds, model, img_size, epochs, batch_size, lr, weight_decay, train, augment
+deps:   data/prepared/, data/folds.csv
+outs:   data/models/fold_<k>/ (model.pt, val_preds.csv, history.csv)
+metrics/plots: metrics/train/fold_<k>/ (dvclive: train/loss, val/loss, val/<metric>, lr per epoch)
+A last-epoch checkpoint in --checkpoint lets a killed run resume; it is removed when the fold ends.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from dvclive import Live
+
+from .. import checkpoint
+from ..atomic import atomic_dir, write_csv
+from ..datasets import ShardDataset
+from ..errors import FoldwiseError, run_stage
+from ..inference import MODEL_FILE, save_fold_model
+from ..params import load_params
+from ..prepared import index_path, load_split, meta_matrix, read_folds
+from ..tasks import get_task
+from ..training import Trainer
+from ..transforms import build_train_transform
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--fold", type=int, required=True)
+    parser.add_argument("--prepared", type=Path, required=True)
+    parser.add_argument("--folds", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--live", type=Path, required=True)
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    args = parser.parse_args(argv)
+    p = load_params()
+    task = get_task(p.task)
+    if args.fold not in p.folds:
+        raise FoldwiseError(f"--fold {args.fold} is not in params folds {p.folds}")
+
+    index, reader = load_split(args.prepared, "train")
+    fold_of = read_folds(args.folds, index)
+    train_rows, val_rows = np.flatnonzero(fold_of != args.fold), np.flatnonzero(fold_of == args.fold)
+    targets = index[task.target_columns].to_numpy(dtype=np.float32)
+    meta = meta_matrix(index)
+    train_ds = ShardDataset(reader, train_rows, targets[train_rows], meta[train_rows],
+                            build_train_transform(p.augment.train, p.seed))
+    val_ds = ShardDataset(reader, val_rows, targets[val_rows], meta[val_rows])
+    labels = index["stratify"].to_numpy()[train_rows]
+    print(f"train: fold {args.fold}: {len(train_rows)} train / {len(val_rows)} val samples, "
+          f"{p.model} on {reader.image_shape} images")
+
+    trainer = Trainer(task, p, args.fold, train_ds, labels, val_ds, reader.image_shape[-1], meta.shape[1])
+    train_params = dataclasses.replace(p, infer=None)  # inference settings do not change training
+    fingerprint = checkpoint.fingerprint(
+        train_params, args.fold, [args.folds, index_path(args.prepared, "train")]
+    )
+    args.checkpoint.mkdir(parents=True, exist_ok=True)
+    with Live(dir=str(args.live), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+        result = trainer.fit(live, args.checkpoint, fingerprint)
+
+    with atomic_dir(args.out) as tmp:
+        save_fold_model(tmp / MODEL_FILE, trainer.model, trainer.model_config)
+        preds = pd.DataFrame(result.val_preds, columns=task.pred_columns)
+        write_csv(pd.concat([index[["id"]].iloc[val_rows].reset_index(drop=True), preds], axis=1),
+                  tmp / "val_preds.csv")
+        history = pd.DataFrame(result.history)
+        history.insert(0, "epoch", np.arange(1, len(history) + 1))
+        write_csv(history, tmp / "history.csv")
+    checkpoint.clear(args.checkpoint)
+    print(f"train: fold {args.fold}: best val/{task.metric_name} {result.best_score:.5f} "
+          f"at epoch {result.best_epoch + 1}")
+
+
+if __name__ == "__main__":
+    run_stage("train", main)

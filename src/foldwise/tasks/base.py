@@ -1,0 +1,126 @@
+"""The small interface every competition implements: layout, reading, targets, loss, metric, submission.
+
+Stages only talk to a ``Task``; nothing in ``foldwise.stages`` branches on the task name. A task
+module defines a subclass and a module-level ``TASK = MyTask()``.
+
+Conventions shared by all tasks:
+- A *table* is a DataFrame with an ``id`` column (str) that keys one sample. The train table also
+  holds ``target_columns`` (floats, already in the scale the metric compares), a ``stratify``
+  column (int class or bin used by the fold splitter and the balanced sampler) and, where the
+  competition needs a grouped split, a ``group`` column (e.g. patient id).
+- An *image* is a float32 array of shape (H, W, C) with H == W == img_size.
+- ``predict`` maps model logits to the submission's scale; ``metric`` compares targets with those
+  predictions; ``pred_columns`` are exactly the submission's columns after its id column.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..errors import FoldwiseError
+
+
+@dataclass(frozen=True)
+class NoParams:
+    """A task without its own params group."""
+
+
+class Task:
+    name: ClassVar[str]
+    competition: ClassVar[str]  # Kaggle competition slug, for data.source: kaggle
+    marker_file: ClassVar[str]  # a file at the root of the Kaggle layout (finds the root in a zip)
+    sample_submission: ClassVar[str] = "sample_submission.csv"
+    metric_name: ClassVar[str]  # used as val/<metric_name> and cv/<metric_name>
+    greater_is_better: ClassVar[bool]
+    target_columns: ClassVar[list[str]]
+    pred_columns: ClassVar[list[str]]
+    Params: ClassVar[type] = NoParams
+
+    # ---- data: synthetic generator, layout, reading -------------------------------------------
+    def generate(self, root: Path, n_train: int, n_test: int, seed: int, strength: float) -> None:
+        """Write a synthetic dataset in the exact Kaggle layout under ``root`` (deterministic in seed)."""
+        raise NotImplementedError
+
+    def check_layout(self, root: Path) -> None:
+        """Raise FoldwiseError naming the first file the Kaggle layout needs but ``root`` lacks."""
+        for rel in self.required_files():
+            if not (root / rel).exists():
+                raise FoldwiseError(
+                    f"{root / rel}: missing; not a {self.competition} dataset "
+                    f"(expected {', '.join(self.required_files())})"
+                )
+
+    def required_files(self) -> list[str]:
+        return [self.marker_file, self.sample_submission]
+
+    def read_table(self, root: Path, split: str, params: Any) -> pd.DataFrame:
+        """The train or test table (see module docstring); validates labels. ``params`` is the full Params."""
+        raise NotImplementedError
+
+    def iter_images(
+        self, root: Path, table: pd.DataFrame, split: str, params: Any
+    ) -> Iterator[np.ndarray]:
+        """Yield one float32 (img_size, img_size, C) image per table row, in table order."""
+        raise NotImplementedError
+
+    def meta_columns(self, params: Any) -> list[str]:
+        """Tabular features kept beside the image and fed to the model's head (none by default)."""
+        return []
+
+    # ---- learning -------------------------------------------------------------------------------
+    @property
+    def num_outputs(self) -> int:
+        return len(self.pred_columns)
+
+    def loss(self, params: Any) -> torch.nn.Module:
+        """A module mapping (logits (N, num_outputs), targets (N, len(target_columns))) to a scalar."""
+        raise NotImplementedError
+
+    def predict(self, logits: torch.Tensor, params: Any) -> torch.Tensor:
+        """Logits (N, num_outputs) -> predictions (N, len(pred_columns)) on the submission's scale."""
+        raise NotImplementedError
+
+    def metric(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+        """The competition metric of predictions (N, P) against targets (N, T)."""
+        raise NotImplementedError
+
+    def is_better(self, score: float, best: float | None) -> bool:
+        if best is None:
+            return True
+        return score > best if self.greater_is_better else score < best
+
+    # ---- outputs --------------------------------------------------------------------------------
+    def log_oof_plots(self, live: Any, y_true: np.ndarray, y_pred: np.ndarray) -> None:
+        """Log task-specific plots of the out-of-fold predictions through dvclive (optional)."""
+
+    def submission(self, sample: pd.DataFrame, preds: pd.DataFrame) -> pd.DataFrame:
+        """Fill the sample submission from ``preds`` (``id`` + pred_columns); same ids, order and columns."""
+        id_col = sample.columns[0]
+        if list(sample.columns[1:]) != list(self.pred_columns):
+            raise FoldwiseError(
+                f"{self.sample_submission}: columns {list(sample.columns)} do not match "
+                f"{[id_col, *self.pred_columns]}"
+            )
+        by_id = preds.assign(id=preds["id"].astype(str)).set_index("id")
+        keys = sample[id_col].astype(str)
+        missing = keys[~keys.isin(by_id.index)]
+        if len(missing):
+            raise FoldwiseError(
+                f"test predictions lack {len(missing)} id(s) of {self.sample_submission}, "
+                f"e.g. {missing.iloc[0]!r}"
+            )
+        out = sample[[id_col]].copy()
+        values = by_id.loc[keys.to_numpy(), self.pred_columns].to_numpy(dtype=np.float64)
+        out[self.pred_columns] = values
+        self.check_submission(out)
+        return out
+
+    def check_submission(self, sub: pd.DataFrame) -> None:
+        values = sub[self.pred_columns].to_numpy(dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise FoldwiseError("submission holds NaN or infinite predictions")
