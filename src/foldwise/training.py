@@ -78,15 +78,16 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         self.forward = torch.compile(self.model) if p.train.compile else self.model
         self.optimizer = build_optimizer(self.model, p)
-        batches = len(make_train_loader(train_ds, train_labels, p, 0))
-        self.schedule = LrSchedule(self.optimizer, p, optimizer_steps_per_epoch(batches, p.train.grad_accum))
+        self.batches_per_epoch = len(make_train_loader(train_ds, train_labels, p, 0))
+        self.schedule = LrSchedule(self.optimizer, p, optimizer_steps_per_epoch(self.batches_per_epoch, p.train.grad_accum))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.loss_fn = task.loss(p).to(self.device)
         self.val_loader = make_eval_loader(val_ds, p.infer.batch_size, p.train.num_workers)
         self.val_targets = val_ds.targets
 
     # ---- one epoch ------------------------------------------------------------------------------
-    def train_epoch(self, epoch: int, bar_desc: str) -> float:
+    def train_epoch(self, epoch: int, bar: tqdm | None = None) -> float:
+        """One pass over the training rows; returns the mean training loss. ``bar`` advances per batch."""
         p = self.p
         seed = derive_seed(p.seed, self.fold, epoch)
         seed_everything(seed)  # every epoch starts from its own seed, so a resumed run matches exactly
@@ -97,8 +98,7 @@ class Trainer:
         self.model.train()
         total, count = 0.0, 0
         self.optimizer.zero_grad(set_to_none=True)
-        bar = tqdm(loader, desc=bar_desc, file=sys.stderr, mininterval=1.0, dynamic_ncols=True, leave=True)
-        for i, batch in enumerate(bar):
+        for i, batch in enumerate(loader):
             images = to_model_layout(batch["image"], p.train.channels_last).to(self.device)
             targets = batch["target"].to(self.device)
             meta = batch["meta"].to(self.device) if "meta" in batch else None
@@ -111,8 +111,9 @@ class Trainer:
                 self._optimizer_step()
             total += loss.item() * len(images)
             count += len(images)
-            bar.set_postfix(loss=f"{total / count:.4f}", lr=f"{self.schedule.lr:.2e}", refresh=False)
-        self._bar = bar
+            if bar is not None:
+                bar.set_postfix(loss=f"{total / count:.4f}", lr=f"{self.schedule.lr:.2e}", refresh=False)
+                bar.update(1)
         return total / max(count, 1)
 
     def _optimizer_step(self) -> None:
@@ -159,8 +160,10 @@ class Trainer:
 
         stopped_early = False
         for epoch in range(start, p.epochs):
-            desc = f"fold {self.fold} epoch {epoch + 1}/{p.epochs}"
-            train_loss = self.train_epoch(epoch, desc)
+            # the bar stays open through validation so its last line shows the epoch's metric
+            bar = tqdm(total=self.batches_per_epoch, desc=f"fold {self.fold} epoch {epoch + 1}/{p.epochs}",
+                       file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
+            train_loss = self.train_epoch(epoch, bar)
             lr = self.schedule.lr
             val_loss, val_preds = self.validate()
             score = task.metric(self.val_targets, val_preds)
@@ -171,9 +174,9 @@ class Trainer:
             if improved:
                 best = {"score": score, "epoch": epoch, "preds": val_preds,
                         "state": copy.deepcopy({k: v.detach().cpu() for k, v in self.model.state_dict().items()})}
-            self._bar.set_postfix(loss=f"{train_loss:.4f}", val_loss=f"{val_loss:.4f}",
-                                  **{metric_key.replace("/", "_"): f"{score:.4f}"}, best="*" if improved else "")
-            self._bar.close()
+            bar.set_postfix(loss=f"{train_loss:.4f}", val_loss=f"{val_loss:.4f}",
+                            **{metric_key.replace("/", "_"): f"{score:.4f}"}, best="*" if improved else "")
+            bar.close()
             checkpoint.save(ckpt_dir, {
                 "fingerprint": fingerprint, "epoch": epoch, "history": history, "best": best,
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),

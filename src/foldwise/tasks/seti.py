@@ -83,7 +83,7 @@ class SetiTask(Task):
         bad = ~labels["target"].isin([0, 1])
         if bad.any():
             row = labels[bad].iloc[0]
-            raise FoldwiseError(f"{path}: target must be 0 or 1, got {row['target']!r} for id {row['id']!r}")
+            raise FoldwiseError(f"{path}: target must be 0 or 1, got {row['target']} for id {row['id']!r}")
         if labels["id"].duplicated().any():
             raise FoldwiseError(f"{path}: duplicate id {labels['id'][labels['id'].duplicated()].iloc[0]!r}")
         target = labels["target"].astype(int)

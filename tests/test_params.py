@@ -1,0 +1,70 @@
+import pytest
+import yaml
+
+from foldwise.errors import FoldwiseError
+from foldwise.params import load_params, parse_params
+from conftest import ROOT
+
+
+def base() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def test_repo_params_load_with_every_group():
+    p = load_params(ROOT / "params.yaml")
+    assert p.task == "seti"
+    assert p.folds == [0, 1, 2, 3, 4]
+    assert isinstance(p.lr, float) and isinstance(p.weight_decay, float)
+    assert p.task_params.frames in ("all", "on")
+
+
+def test_exp_run_style_scientific_string_becomes_float(tmp_path):
+    # `dvc exp run -S lr=1e-4` writes `lr: 1e-4`, which YAML 1.1 reads as the string '1e-4'
+    text = (ROOT / "params.yaml").read_text().replace("lr: 1.0e-3", "lr: 1e-4")
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    assert yaml.safe_load(text)["lr"] == "1e-4"
+    p = load_params(path)
+    assert p.lr == pytest.approx(1e-4) and type(p.lr) is float
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d.update(lrr=1e-3), "unknown key 'lrr'"),
+    (lambda d: d["data"].update(sorce="kaggle"), "unknown key 'data.sorce'"),
+    (lambda d: d.update(lr="abc"), "'lr' must be a number, got 'abc'"),
+    (lambda d: d.update(task="mnist"), "'task' must be one of seti"),
+    (lambda d: d.update(model="resnet1000"), "'model' must be a timm model name"),
+    (lambda d: d.update(folds=[]), "'folds' must be a list 0..k-1"),
+    (lambda d: d.update(folds=[0, 2]), "'folds' must be a list 0..k-1"),
+    (lambda d: d.update(epochs=0), "'epochs' must be >= 1"),
+    (lambda d: d["data"].update(source="s3"), "'data.source' must be one of synthetic, kaggle, local"),
+    (lambda d: d["train"].update(patience=0), "'train.patience' must be >= 1"),
+    (lambda d: d["augment"].update(cutmix_p=1.5), "'augment.cutmix_p' must be between 0.0 and 1.0"),
+    (lambda d: d["train"].update(scheduler="step"), "'train.scheduler' must be one of cosine, onecycle, none"),
+    (lambda d: d["augment"].update(train=[{"HorizontalFlipp": {"p": 0.5}}]), "unknown albumentations transform 'HorizontalFlipp'"),
+    (lambda d: d["augment"].update(train=[{"HorizontalFlip": {"p": 2}}]), "HorizontalFlip.p must be a probability"),
+    (lambda d: d["infer"].update(tta=["rot90"]), "'infer.tta' must be a list of none, hflip, vflip, hvflip"),
+    (lambda d: d["seti"].update(frames="odd"), "'seti.frames' must be one of all, on"),
+    (lambda d: d["data"].update(source="local"), "'data.path' must be a Kaggle zip or folder"),
+])
+def test_bad_params_name_the_key(mutate, message):
+    raw = base()
+    mutate(raw)
+    with pytest.raises(FoldwiseError) as err:
+        parse_params(raw)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_misspelt_key_suggests_the_right_one():
+    raw = base()
+    raw["train"]["schedular"] = raw["train"].pop("scheduler")
+    with pytest.raises(FoldwiseError, match="did you mean 'train.scheduler'"):
+        parse_params(raw)
+
+
+def test_bool_is_not_a_number():
+    raw = base()
+    raw["lr"] = True
+    with pytest.raises(FoldwiseError, match="'lr' must be a number"):
+        parse_params(raw)

@@ -1,0 +1,97 @@
+"""End-to-end: the real `dvc repro` and `dvc exp run` on a tiny copy of the project."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import run
+
+pytestmark = pytest.mark.e2e
+
+
+def exp_show(repo: Path) -> list[dict]:
+    """Every experiment record (baseline and children) from `dvc exp show --json`."""
+    records = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "data" in node and isinstance(node["data"], dict) and "params" in node["data"]:
+                records.append(node["data"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout))
+    return records
+
+
+def test_repro_then_experiment_reruns_only_training(tiny_repo):
+    repo = tiny_repo()
+    first = run(["dvc", "repro"], repo)
+    for stage in ("download", "preprocess", "split", "train@0", "train@1", "oof", "infer", "submit"):
+        assert f"Running stage '{stage}'" in first.stdout
+
+    sample = pd.read_csv(repo / "data/raw/sample_submission.csv", dtype={"id": str})
+    sub = pd.read_csv(repo / "data/submission.csv", dtype={"id": str})
+    assert list(sub.columns) == list(sample.columns)
+    assert list(sub["id"]) == list(sample["id"])
+    assert sub["target"].between(0, 1).all() and sub["target"].notna().all()
+    oof = pd.read_csv(repo / "data/oof.csv", dtype={"id": str})
+    assert len(oof) == 240 and set(oof["fold"]) == {0, 1}
+    metrics = json.loads((repo / "metrics/oof/metrics.json").read_text())
+    assert 0.0 <= metrics["cv"]["auc"] <= 1.0
+    assert set(metrics) >= {"cv", "fold_0", "fold_1"}
+    fold_metrics = json.loads((repo / "metrics/train/fold_0/metrics.json").read_text())
+    assert set(fold_metrics["val"]) == {"loss", "auc"} and "loss" in fold_metrics["train"]
+    assert (repo / "metrics/train/fold_0/plots/metrics/val/auc.tsv").is_file()
+    assert (repo / "metrics/oof/plots/sklearn/roc.json").is_file()
+    assert (repo / "metrics/oof/plots/custom/val_curves.json").is_file()
+
+    second = run(["dvc", "repro"], repo)
+    assert "Running stage" not in second.stdout
+
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "baseline"], repo)
+    exp = run(["dvc", "exp", "run", "-S", "lr=1e-4"], repo)
+    for stage in ("download", "preprocess", "split"):
+        assert f"Running stage '{stage}'" not in exp.stdout
+    for stage in ("train@0", "train@1", "oof", "infer", "submit"):
+        assert f"Running stage '{stage}'" in exp.stdout
+
+    records = exp_show(repo)
+    lrs = [r["params"]["params.yaml"]["data"]["lr"] for r in records]
+    assert 0.0001 in lrs and 0.001 in lrs
+    for r in records:
+        assert isinstance(r["params"]["params.yaml"]["data"]["lr"], float)
+        assert "auc" in r["metrics"]["metrics/oof/metrics.json"]["data"]["cv"]
+    sub_exp = pd.read_csv(repo / "data/submission.csv", dtype={"id": str})
+    assert list(sub_exp["id"]) == list(sample["id"])
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_local_source_reads_a_kaggle_folder_and_zip_unchanged(tiny_repo, tmp_path):
+    """A dataset in the real Kaggle layout, given as a folder or a zip, runs through unchanged."""
+    donor = tiny_repo(name="donor")
+    run(["dvc", "repro", "download"], donor)
+    kaggle = tmp_path / "kaggle_seti"
+    run(["cp", "-r", str(donor / "data/raw"), str(kaggle)], tmp_path)
+    before = {p.relative_to(kaggle): digest(p) for p in kaggle.rglob("*") if p.is_file()}
+    run(["sh", "-c", f"cd {kaggle} && python -m zipfile -c ../seti.zip ."], tmp_path)
+
+    for source in (kaggle, tmp_path / "seti.zip"):
+        repo = tiny_repo({"data": {"source": "local", "path": str(source)}}, name=f"local_{source.suffix or 'dir'}")
+        run(["dvc", "repro", "split"], repo)
+        copied = {p.relative_to(repo / "data/raw"): digest(p) for p in (repo / "data/raw").rglob("*") if p.is_file()}
+        assert copied == before
+        assert len(pd.read_csv(repo / "data/folds.csv")) == 240
+    after = {p.relative_to(kaggle): digest(p) for p in kaggle.rglob("*") if p.is_file()}
+    assert after == before  # the user's data is never modified
