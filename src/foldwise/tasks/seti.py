@@ -141,8 +141,8 @@ def load_cadence(path: Path) -> np.ndarray:
         arr = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise FoldwiseError(f"{path}: missing") from None
-    except (ValueError, OSError, EOFError) as exc:
-        raise FoldwiseError(f"{path}: not a readable .npy file ({exc})") from None
+    except (ValueError, OSError, EOFError):
+        raise FoldwiseError(f"{path}: not a readable .npy file (corrupt or truncated)") from None
     if arr.shape != CADENCE_SHAPE or arr.dtype not in (np.float16, np.float32):
         raise FoldwiseError(
             f"{path}: expected float16 array of shape {CADENCE_SHAPE}, got {arr.dtype} {arr.shape}"
