@@ -92,7 +92,7 @@ def test_zip_that_is_not_the_competitions(fresh, tmp_path):
         zf.writestr("train.csv", "Id,Pawpularity\nabc,3\n")
     set_params(fresh, lambda p: p["data"].update(source="local", path=str(archive)))
     result = stage(fresh, "download", "--out", "data/raw_new")
-    assert_one_line_error(result, "download", "no train_labels.csv found", "not the competition's data")
+    assert_one_line_error(result, "download", f"{archive}: no train_labels.csv found", "not the competition's data")
     assert not (fresh / "data/raw_new").exists() and not leftovers(fresh / "data")
 
 

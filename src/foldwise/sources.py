@@ -13,13 +13,15 @@ from pathlib import Path
 from .errors import FoldwiseError
 
 
-def find_root(folder: Path, marker: str) -> Path:
-    """The folder holding ``marker``: ``folder`` itself or a sub-folder up to two levels down."""
+def find_root(folder: Path, marker: str, source: Path) -> Path:
+    """The folder holding ``marker``: ``folder`` itself or a sub-folder up to two levels down.
+
+    ``source`` (the user's zip or folder) is what an error names."""
     for depth in range(3):
         hits = sorted(folder.glob("/".join(["*"] * depth + [marker])))
         if hits:
             return hits[0].parent
-    raise FoldwiseError(f"{folder}: no {marker} found; not the competition's data")
+    raise FoldwiseError(f"{source}: no {marker} found; not the competition's data")
 
 
 def extract_zip(archive: Path, dest: Path) -> None:
@@ -42,12 +44,12 @@ def copy_local(source: Path, dest: Path, marker: str) -> None:
     staging = dest / ".extract"
     if source.is_file():
         extract_zip(source, staging)
-        root = find_root(staging, marker)
+        root = find_root(staging, marker, source)
         for item in root.iterdir():
             shutil.move(str(item), dest / item.name)
         shutil.rmtree(staging)
     else:
-        root = find_root(source, marker)
+        root = find_root(source, marker, source)
         for item in root.iterdir():
             target = dest / item.name
             if item.is_dir():
