@@ -8,6 +8,7 @@ from .base import Task
 # name -> module under foldwise.tasks; each module defines ``TASK``, an instance of a Task subclass.
 TASKS = {
     "seti": "seti",
+    "hms": "hms",
     "petfinder": "petfinder",
 }
 
