@@ -204,9 +204,6 @@ def test_cutmix_is_reproducible_for_a_fixed_rng_and_global_seed():
     assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1]) and outs[0][2] == outs[1][2]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "mixing.cutmix takes an explicit rng but the box position comes from timm's rand_bbox, which "
-    "draws from numpy's global np.random, so the result is not a function of the rng"))
 def test_cutmix_depends_only_on_its_rng():
     images, targets = constant_images(6), torch.rand(6, 1)
     outs = []
@@ -345,9 +342,6 @@ def test_cosine_warms_up_from_min_lr_then_decays():
     assert np.all(np.diff(lrs[warmup:]) < 0), "monotone decreasing after warmup"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "schedules.LrSchedule cosine: warmup_prefix=True with t_initial=total_steps makes the cosine span "
-    "warmup + total steps, so it stops about 7% of lr short of min_lr at the end of training"))
 def test_cosine_ends_at_min_lr():
     p, lrs, final = _lrs("cosine", warmup_epochs=0.5, min_lr=1e-6)
     assert final == pytest.approx(1e-6, rel=1e-3)

@@ -1,14 +1,14 @@
 """CutMix and MixUp on a batch, with targets mixed by the pasted area or lambda.
 
-Boxes and area-corrected lambdas come from timm (``cutmix_bbox_and_lam``); timm's ``Mixup`` itself
-assumes integer class targets, so target mixing is done here to serve soft votes (HMS),
-regression scores (PetFinder) and the ``max`` rule for SETI (a needle pasted in stays a needle).
+timm's ``Mixup`` assumes integer class targets and draws its boxes from NumPy's global RNG, so
+both are done here: boxes follow timm's ``rand_bbox`` recipe but come from the generator passed
+in, and targets are mixed to serve soft votes (HMS), regression scores (PetFinder) and the ``max``
+rule for SETI (a needle pasted in stays a needle).
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
-from timm.data.mixup import cutmix_bbox_and_lam
 
 
 def mix_targets(targets: torch.Tensor, perm: torch.Tensor, lam: float, mode: str) -> torch.Tensor:
@@ -17,11 +17,23 @@ def mix_targets(targets: torch.Tensor, perm: torch.Tensor, lam: float, mode: str
     return lam * targets + (1.0 - lam) * targets[perm]
 
 
+def cutmix_box(height: int, width: int, lam: float, rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """A box of about (1 - lam) of the image area, centred uniformly, clipped at the borders
+    (timm's ``rand_bbox``); returns (y0, y1, x0, x1)."""
+    ratio = np.sqrt(1.0 - lam)
+    cut_h, cut_w = int(height * ratio), int(width * ratio)
+    cy, cx = int(rng.integers(0, height)), int(rng.integers(0, width))
+    y0, y1 = np.clip([cy - cut_h // 2, cy + (cut_h + 1) // 2], 0, height)
+    x0, x1 = np.clip([cx - cut_w // 2, cx + (cut_w + 1) // 2], 0, width)
+    return int(y0), int(y1), int(x0), int(x1)
+
+
 def cutmix(images: torch.Tensor, targets: torch.Tensor, alpha: float, mode: str,
            rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Paste a box of a shuffled batch into (N, C, H, W) images; lam = 1 - box area / image area."""
-    lam = float(rng.beta(alpha, alpha))
-    (y0, y1, x0, x1), lam = cutmix_bbox_and_lam(images.shape, lam, correct_lam=True)
+    height, width = images.shape[-2:]
+    y0, y1, x0, x1 = cutmix_box(height, width, float(rng.beta(alpha, alpha)), rng)
+    lam = 1.0 - (y1 - y0) * (x1 - x0) / (height * width)  # the area actually pasted
     perm = torch.from_numpy(rng.permutation(images.shape[0]))
     mixed = images.clone()
     mixed[:, :, y0:y1, x0:x1] = images[perm][:, :, y0:y1, x0:x1]

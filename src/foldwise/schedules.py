@@ -39,7 +39,8 @@ class LrSchedule:
         if self.kind == "cosine":
             warmup = int(round(t.warmup_epochs * steps_per_epoch))
             self.impl = CosineLRScheduler(
-                optimizer, t_initial=self.total_steps, lr_min=t.min_lr, warmup_t=warmup,
+                # warmup_prefix: the cosine starts after warmup, so it spans the remaining steps
+                optimizer, t_initial=max(1, self.total_steps - warmup), lr_min=t.min_lr, warmup_t=warmup,
                 warmup_lr_init=t.min_lr, warmup_prefix=True, t_in_epochs=False,
             )
         elif self.kind == "onecycle":
