@@ -30,6 +30,7 @@ CADENCE_SHAPE = (6, 273, 256)
 ON_FRAMES = (0, 2, 4)
 POSITIVE_RATE = 0.1
 ID_HEX_DIGITS = 15
+SNR_MIN, SNR_MAX = 1.0, 4.0  # needle and drifting-interference peak SNR at synthetic.strength 1
 
 
 @dataclass(frozen=True)
@@ -189,23 +190,28 @@ def synthetic_cadence(rng: np.random.Generator, positive: bool, strength: float 
     time = np.arange(n_frames * n_time, dtype=np.float32).reshape(n_frames, n_time)
 
     if rng.random() < 0.35:  # stationary RFI: zero-drift line in every frame
-        _add_line(data, time, freq, rng, drift=0.0, curve=0.0, snr=rng.uniform(0.5, 3.0) * strength,
+        _add_line(data, time, freq, rng, drift=0.0, curve=0.0, snr=rng.uniform(1.0, 4.0) * strength,
                   frames=range(n_frames))
     if rng.random() < 0.25:  # drifting RFI, in every frame: "any line means positive" fails
         _add_line(data, time, freq, rng, drift=rng.uniform(-0.08, 0.08), curve=0.0,
-                  snr=np.exp(rng.uniform(np.log(0.6), np.log(3.0))) * strength, frames=range(n_frames))
+                  snr=_log_uniform_snr(rng) * strength, frames=range(n_frames))
     if rng.random() < 0.15:  # broadband burst: a few bright rows across the band in every frame
         rows = rng.integers(0, n_time, size=rng.integers(1, 4))
         data[:, rows, :] += rng.uniform(0.5, 2.0) * strength
     if positive:
         curve = rng.uniform(-1.5e-5, 1.5e-5) if rng.random() < 0.3 else 0.0
         _add_line(data, time, freq, rng, drift=rng.uniform(-0.08, 0.08), curve=curve,
-                  snr=np.exp(rng.uniform(np.log(0.6), np.log(3.0))) * strength, frames=ON_FRAMES)
+                  snr=_log_uniform_snr(rng) * strength, frames=ON_FRAMES)
 
     data *= bandpass
     mean = data.mean(axis=(1, 2), keepdims=True)
     std = data.std(axis=(1, 2), keepdims=True)
     return ((data - mean) / std).astype(np.float16)
+
+
+def _log_uniform_snr(rng: np.random.Generator) -> float:
+    """Peak per-pixel SNR of a line, log-uniform over [SNR_MIN, SNR_MAX] (before ``strength``)."""
+    return float(np.exp(rng.uniform(np.log(SNR_MIN), np.log(SNR_MAX))))
 
 
 def _add_line(data, time, freq, rng, drift, curve, snr, frames) -> None:
