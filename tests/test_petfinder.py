@@ -3,11 +3,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,6 +15,7 @@ import torch
 import yaml
 from PIL import Image
 
+from conftest import run
 from foldwise.errors import FoldwiseError
 from foldwise.params import parse_params
 from foldwise.tasks import get_task
@@ -330,25 +328,10 @@ def test_oof_scatter_plot(tmp_path):
 
 # ---- end to end ---------------------------------------------------------------------------------
 @pytest.mark.e2e
-def test_dvc_repro_end_to_end(tmp_path):
-    work = tmp_path / "repo"
-    work.mkdir()
-    for name in ("src", "dvc.yaml", "params.yaml", ".dvc", ".gitignore"):
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, work / name, ignore=shutil.ignore_patterns("__pycache__", "tmp", "cache"))
-        else:
-            shutil.copy2(src, work / name)
-    raw = yaml.safe_load((work / "params.yaml").read_text())
-    raw.update(task="petfinder", folds=[0, 1], epochs=1, img_size=64, model="resnet10t", batch_size=16)
-    raw["synthetic"] = {"n_train": 60, "n_test": 12, "strength": 1.0}
-    (work / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
-        subprocess.run(cmd, cwd=work, check=True, env=env)
-    run = subprocess.run(["dvc", "repro"], cwd=work, env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+def test_dvc_repro_end_to_end(tiny_repo):
+    work = tiny_repo({"task": "petfinder", "img_size": 64, "batch_size": 16,
+                      "synthetic": {"n_train": 60, "n_test": 12}})
+    run(["dvc", "repro"], work)
 
     sample = pd.read_csv(work / "data/raw/sample_submission.csv", dtype={"Id": str})
     sub = pd.read_csv(work / "data/submission.csv", dtype={"Id": str})

@@ -68,7 +68,6 @@ def test_needle_is_only_in_on_frames():
 
 
 def test_needle_path_continues_through_off_frames():
-    rng = np.random.default_rng(11)
     pos = synthetic_cadence(np.random.default_rng(11), positive=True).astype(np.float32)
     neg = synthetic_cadence(np.random.default_rng(11), positive=False).astype(np.float32)
     centre = np.abs(pos - neg).argmax(axis=2)  # frequency of the needle per time row

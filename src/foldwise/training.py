@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from . import checkpoint
 from .datasets import ShardDataset, to_model_layout
-from .inference import autocast, predict
+from .inference import autocast
 from .mixing import mix_batch
 from .models import create_model
 from .runtime import autocast_dtype, configure_determinism, derive_seed, seed_everything, select_device
