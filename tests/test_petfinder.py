@@ -316,14 +316,9 @@ def test_submission_order_and_range():
             TASK.submission(sample, preds.assign(Pawpularity=[10.0, bad, 30.0]))
 
 
-def test_oof_scatter_plot(tmp_path):
-    from dvclive import Live
-
-    with Live(dir=str(tmp_path / "live"), dvcyaml=False, save_dvc_exp=False, report=None) as live:
-        TASK.log_oof_plots(live, np.array([[10.0], [50.0]]), np.array([[12.0], [40.0]]))
-    points = json.loads((tmp_path / "live/plots/custom/pred_vs_true.json").read_text())
-    points = points.get("pred_vs_true", points) if isinstance(points, dict) else points
-    assert [(d["true"], d["pred"]) for d in points] == [(10.0, 12.0), (50.0, 40.0)]
+def test_oof_scatter_plot_points():
+    points = TASK.oof_plot(np.array([[10.0], [50.0]]), np.array([[12.0], [40.0]]))
+    assert points == [{"x": 10.0, "y": 12.0}, {"x": 50.0, "y": 40.0}]
 
 
 # ---- end to end ---------------------------------------------------------------------------------
@@ -339,6 +334,6 @@ def test_dvc_repro_end_to_end(tiny_repo):
     assert sub["Pawpularity"].between(1, 100).all() and len(sub) == 12
     metrics = json.loads((work / "metrics/oof/metrics.json").read_text())
     assert 0 < metrics["cv"]["rmse"] < 100
-    assert (work / "metrics/oof/plots/custom/pred_vs_true.json").is_file()
+    assert (work / "metrics/oof/plots/custom/oof.json").is_file()
     prepared = pd.read_csv(work / "data/prepared/train.csv", dtype={"id": str})
     assert [c for c in prepared.columns if c.startswith("meta_")] == [f"meta_{c}" for c in FLAGS]

@@ -50,7 +50,9 @@ def test_repro_then_experiment_reruns_only_training(tiny_repo):
     fold_metrics = json.loads((repo / "metrics/train/fold_0/metrics.json").read_text())
     assert set(fold_metrics["val"]) == {"loss", "auc"} and "loss" in fold_metrics["train"]
     assert (repo / "metrics/train/fold_0/plots/metrics/val/auc.tsv").is_file()
-    assert (repo / "metrics/oof/plots/sklearn/roc.json").is_file()
+    roc = json.loads((repo / "metrics/oof/plots/custom/oof.json").read_text())
+    roc = roc["oof"] if isinstance(roc, dict) else roc
+    assert roc[0] == {"x": 0.0, "y": 0.0} and roc[-1] == {"x": 1.0, "y": 1.0}
     assert (repo / "metrics/oof/plots/custom/val_curves.json").is_file()
 
     second = run(["dvc", "repro"], repo)

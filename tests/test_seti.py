@@ -132,6 +132,13 @@ def test_metric_matches_sklearn():
         TASK.metric(np.zeros((5, 1)), p[:5, None])
 
 
+def test_oof_plot_is_the_roc_curve():
+    y = np.array([0, 0, 1, 1])[:, None]
+    points = TASK.oof_plot(y, np.array([0.1, 0.6, 0.4, 0.9])[:, None])
+    assert points[0] == {"x": 0.0, "y": 0.0} and points[-1] == {"x": 1.0, "y": 1.0}
+    assert {"x": 0.5, "y": 0.5} in points  # threshold 0.6: one of two negatives, one of two positives
+
+
 def test_label_smoothing_and_pos_weight_in_loss():
     p = parse_params(base())
     logits, targets = torch.tensor([[0.3], [-1.2]]), torch.tensor([[1.0], [0.0]])

@@ -3,8 +3,8 @@
 params: task, folds, infer (tta, batch_size)
 deps:   data/prepared/, data/folds.csv, data/models/
 outs:   data/oof.csv (id, fold, true_<col>..., <pred col>...)
-metrics/plots: metrics/oof/ ({"cv": {<metric>: ...}, "fold_<k>": {<metric>: ...}}, task plots,
-        val_curves: every fold's per-epoch validation metric)
+metrics/plots: metrics/oof/ ({"cv": {<metric>: ...}, "fold_<k>": {<metric>: ...}}, the task's OOF
+        plot (plots/custom/oof.json) and val_curves: every fold's per-epoch validation metric)
 """
 from __future__ import annotations
 
@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> None:
                       x="epoch", y="value", template="linear",
                       title=f"val/{task.metric_name} per epoch, one line per fold",
                       y_label=f"val/{task.metric_name}", x_label="epoch")
-        task.log_oof_plots(live, targets, preds)
+        live.log_plot("oof", task.oof_plot(targets, preds), x="x", y="y", template="linear",
+                      title=f"Out-of-fold predictions ({task.name})")
 
 
 if __name__ == "__main__":

@@ -95,8 +95,10 @@ class Task:
         return score > best if self.greater_is_better else score < best
 
     # ---- outputs --------------------------------------------------------------------------------
-    def log_oof_plots(self, live: Any, y_true: np.ndarray, y_pred: np.ndarray) -> None:
-        """Log task-specific plots of the out-of-fold predictions through dvclive (optional)."""
+    def oof_plot(self, y_true: np.ndarray, y_pred: np.ndarray) -> list[dict]:
+        """Points ``{"x": ..., "y": ...}`` of the task's out-of-fold plot, drawn by the DVC template
+        ``.dvc/plots/<task name>.json`` (e.g. SETI: ROC curve points; PetFinder: true vs predicted)."""
+        raise NotImplementedError
 
     def submission(self, sample: pd.DataFrame, preds: pd.DataFrame) -> pd.DataFrame:
         """Fill the sample submission from ``preds`` (``id`` + pred_columns); same ids, order and columns."""

@@ -164,11 +164,10 @@ class PetfinderTask(Task):
         return float(np.sqrt(np.mean((y - p) ** 2)))
 
     # ---- outputs --------------------------------------------------------------------------------
-    def log_oof_plots(self, live: Any, y_true: np.ndarray, y_pred: np.ndarray) -> None:
-        points = [{"true": float(t), "pred": float(p)}
-                  for t, p in zip(np.asarray(y_true).reshape(-1), np.asarray(y_pred).reshape(-1))]
-        live.log_plot("pred_vs_true", points, x="true", y="pred", template="scatter",
-                      title="OOF Pawpularity: predicted vs true", x_label="true", y_label="predicted")
+    def oof_plot(self, y_true: np.ndarray, y_pred: np.ndarray) -> list[dict]:
+        """Predicted (y) vs true (x) Pawpularity, one point per training image."""
+        return [{"x": float(t), "y": float(p)}
+                for t, p in zip(np.asarray(y_true).reshape(-1), np.asarray(y_pred).reshape(-1))]
 
     def check_submission(self, sub: pd.DataFrame) -> None:
         super().check_submission(sub)

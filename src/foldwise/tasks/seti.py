@@ -113,8 +113,12 @@ class SetiTask(Task):
             raise FoldwiseError("ROC-AUC needs both classes in the targets; this fold has one class")
         return float(roc_auc_score(y, np.asarray(y_pred).reshape(-1)))
 
-    def log_oof_plots(self, live: Any, y_true: np.ndarray, y_pred: np.ndarray) -> None:
-        live.log_sklearn_plot("roc", y_true.reshape(-1).astype(int), y_pred.reshape(-1), name="roc")
+    def oof_plot(self, y_true: np.ndarray, y_pred: np.ndarray) -> list[dict]:
+        """The ROC curve: x false positive rate, y true positive rate."""
+        from sklearn.metrics import roc_curve
+
+        fpr, tpr, _ = roc_curve(np.asarray(y_true).reshape(-1).astype(int), np.asarray(y_pred).reshape(-1))
+        return [{"x": float(f), "y": float(t)} for f, t in zip(fpr, tpr)]
 
     def check_submission(self, sub: pd.DataFrame) -> None:
         super().check_submission(sub)
