@@ -20,8 +20,8 @@ class ShardDataset(Dataset):
                  meta: np.ndarray | None = None, transform=None):
         self.reader = reader
         self.rows = np.asarray(rows)
-        self.targets = None if targets is None else np.asarray(targets, dtype=np.float32)
-        self.meta = None if meta is None or meta.shape[1] == 0 else np.asarray(meta, dtype=np.float32)
+        self.targets = None if targets is None else np.array(targets, dtype=np.float32)  # writable copy
+        self.meta = None if meta is None or meta.shape[1] == 0 else np.array(meta, dtype=np.float32)
         self.transform = transform
 
     def __len__(self) -> int:
