@@ -435,6 +435,14 @@ def test_submission_fills_sample_and_checks_probabilities(dataset):
         TASK.submission(sample, bad)
 
 
+def test_oof_plot_points_are_consensus_and_predicted_classes():
+    y = np.array([[3, 0, 0, 0, 0, 1], [0, 0, 0, 0, 1, 2], [0, 1, 0, 0, 0, 0]], float)
+    p = np.array([[0.1, 0.5, 0.1, 0.1, 0.1, 0.1], [0, 0, 0, 0, 0.2, 0.8], [0, 0.9, 0, 0, 0, 0.1]])
+    assert TASK.oof_plot(y, p) == [{"x": "Seizure", "y": "LPD"}, {"x": "Other", "y": "Other"},
+                                   {"x": "LPD", "y": "LPD"}]
+    assert (REPO / ".dvc/plots/hms.json").is_file()
+
+
 # ---- end to end ------------------------------------------------------------------------------------
 @pytest.mark.e2e
 def test_dvc_repro_end_to_end(tmp_path):
@@ -469,6 +477,9 @@ def test_dvc_repro_end_to_end(tmp_path):
     assert np.isfinite(metrics["cv"]["kl"]) and metrics["cv"]["kl"] > 0
     train_metrics = json.loads((work / "metrics/train/fold_0/metrics.json").read_text())
     assert "kl" in train_metrics["val"]
+    points = json.loads((work / "metrics/oof/plots/custom/oof.json").read_text())
+    assert len(points) == len(pd.read_csv(work / "data/oof.csv"))
+    assert {pt["x"] for pt in points} <= set(hms.CLASSES)
     folds = pd.read_csv(work / "data/folds.csv", dtype={"id": str})
     prepared = pd.read_csv(work / "data/prepared/train.csv", dtype={"id": str, "group": str})
     merged = prepared.merge(folds, on="id")
