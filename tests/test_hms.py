@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
 
+from conftest import run
 from foldwise.errors import FoldwiseError
 from foldwise.params import parse_params
 from foldwise.tasks import get_task
@@ -445,26 +445,9 @@ def test_oof_plot_points_are_consensus_and_predicted_classes():
 
 # ---- end to end ------------------------------------------------------------------------------------
 @pytest.mark.e2e
-def test_dvc_repro_end_to_end(tmp_path):
-    work = tmp_path / "repo"
-    work.mkdir()
-    for name in ("src", "dvc.yaml", "params.yaml", ".dvc", ".gitignore"):
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, work / name, ignore=shutil.ignore_patterns("__pycache__", "tmp", "cache"))
-        else:
-            shutil.copy2(src, work / name)
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params.update(task="hms", folds=[0, 1], epochs=1, img_size=64, model="resnet10t")
-    params["synthetic"].update(n_train=120, n_test=12)
-    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, "PATH": f"/work/venv/bin:{os.environ.get('PATH', '')}",
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    env.pop("PYTHONPATH", None)
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
-        subprocess.run(cmd, cwd=work, env=env, check=True)
-    proc = subprocess.run(["dvc", "repro"], cwd=work, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+def test_dvc_repro_end_to_end(tiny_repo):
+    work = tiny_repo({"task": "hms", "img_size": 64, "synthetic": {"n_train": 120, "n_test": 12}})
+    run(["dvc", "repro"], work)
 
     sample = pd.read_csv(work / "data/raw/sample_submission.csv", dtype={"eeg_id": str})
     sub = pd.read_csv(work / "data/submission.csv", dtype={"eeg_id": str})

@@ -30,7 +30,7 @@ CADENCE_SHAPE = (6, 273, 256)
 ON_FRAMES = (0, 2, 4)
 POSITIVE_RATE = 0.1
 ID_HEX_DIGITS = 15
-SNR_MIN, SNR_MAX = 1.0, 4.0  # needle and drifting-interference peak SNR at synthetic.strength 1
+SNR_MIN, SNR_MAX = 3.0, 12.0  # needle and drifting-interference peak SNR at synthetic.strength 1
 
 
 @dataclass(frozen=True)
@@ -194,7 +194,7 @@ def synthetic_cadence(rng: np.random.Generator, positive: bool, strength: float 
     time = np.arange(n_frames * n_time, dtype=np.float32).reshape(n_frames, n_time)
 
     if rng.random() < 0.35:  # stationary RFI: zero-drift line in every frame
-        _add_line(data, time, freq, rng, drift=0.0, curve=0.0, snr=rng.uniform(1.0, 4.0) * strength,
+        _add_line(data, time, freq, rng, drift=0.0, curve=0.0, snr=rng.uniform(SNR_MIN, SNR_MAX) * strength,
                   frames=range(n_frames))
     if rng.random() < 0.25:  # drifting RFI, in every frame: "any line means positive" fails
         _add_line(data, time, freq, rng, drift=rng.uniform(-0.08, 0.08), curve=0.0,
