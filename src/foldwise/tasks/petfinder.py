@@ -30,6 +30,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps, Unidentified
 from ..errors import FoldwiseError
 from ..params import choice
 from .base import Task
+from .synthetic import unique_hex_ids
 from .tables import read_csv_checked
 
 FLAGS = ["Subject Focus", "Eyes", "Face", "Near", "Action", "Accessory", "Group", "Collage",
@@ -84,7 +85,7 @@ class PetfinderTask(Task):
     # ---- synthetic data -------------------------------------------------------------------------
     def generate(self, root: Path, n_train: int, n_test: int, seed: int, strength: float) -> None:
         root = Path(root)
-        ids = _unique_hex_ids(np.random.default_rng((seed, 0)), n_train + n_test)
+        ids = unique_hex_ids(np.random.default_rng((seed, 0)), n_train + n_test, ID_HEX_DIGITS)
         for split, split_ids, stream in (("train", ids[:n_train], 1), ("test", ids[n_train:], 2)):
             rng = np.random.default_rng((seed, stream))
             flags = synthetic_flags(rng, len(split_ids))
@@ -422,17 +423,6 @@ def _draw_pet(draw: ImageDraw.ImageDraw, rng: np.random.Generator, cx: float, cy
 
 def _norm_cdf(x: float) -> float:
     return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
-
-
-def _unique_hex_ids(rng: np.random.Generator, n: int) -> list[str]:
-    ids: list[str] = []
-    seen: set[str] = set()
-    while len(ids) < n:
-        pid = rng.bytes(ID_HEX_DIGITS // 2).hex()
-        if pid not in seen:
-            seen.add(pid)
-            ids.append(pid)
-    return ids
 
 
 TASK = PetfinderTask()

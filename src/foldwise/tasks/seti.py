@@ -24,6 +24,7 @@ import torch
 from ..errors import FoldwiseError
 from ..params import choice
 from .base import Task
+from .synthetic import unique_hex_ids
 from .tables import read_csv_checked
 
 CADENCE_SHAPE = (6, 273, 256)
@@ -56,7 +57,7 @@ class SetiTask(Task):
 
     # ---- synthetic data -------------------------------------------------------------------------
     def generate(self, root: Path, n_train: int, n_test: int, seed: int, strength: float) -> None:
-        ids = _unique_hex_ids(np.random.default_rng((seed, 0)), n_train + n_test)
+        ids = unique_hex_ids(np.random.default_rng((seed, 0)), n_train + n_test, ID_HEX_DIGITS)
         labels = np.random.default_rng((seed, 1)).random(n_train) < POSITIVE_RATE
         for split, split_ids, split_labels in (
             ("train", ids[:n_train], labels),
@@ -228,17 +229,6 @@ def _add_line(data, time, freq, rng, drift, curve, snr, frames) -> None:
     for k in frames:
         centre = start + drift * time[k] + curve * time[k] ** 2  # (n_time,)
         data[k] += snr * np.exp(-0.5 * ((freq[None, :] - centre[:, None]) / (width / 2)) ** 2)
-
-
-def _unique_hex_ids(rng: np.random.Generator, n: int) -> list[str]:
-    ids: list[str] = []
-    seen: set[str] = set()
-    while len(ids) < n:
-        cid = "".join(rng.choice(list("0123456789abcdef"), size=ID_HEX_DIGITS))
-        if cid not in seen:
-            seen.add(cid)
-            ids.append(cid)
-    return ids
 
 
 TASK = SetiTask()
