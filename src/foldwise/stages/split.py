@@ -24,7 +24,7 @@ def assign_folds(index: pd.DataFrame, n_folds: int, seed: int) -> np.ndarray:
     counts = pd.Series(y).value_counts()
     if counts.min() < n_folds:
         raise FoldwiseError(
-            f"class {counts.idxmin()!r} of 'stratify' has {counts.min()} sample(s), fewer than the {n_folds} folds"
+            f"class {counts.idxmin()} of 'stratify' has {counts.min()} sample(s), fewer than the {n_folds} folds"
         )
     fold = np.full(len(index), -1, dtype=int)
     if "group" in index:
@@ -49,7 +49,7 @@ def check_folds(index: pd.DataFrame, fold: np.ndarray, n_folds: int) -> None:
         per_group = pd.Series(fold).groupby(index["group"].to_numpy()).nunique()
         leaked = per_group[per_group > 1]
         if len(leaked):
-            raise FoldwiseError(f"group {leaked.index[0]!r} appears in {leaked.iloc[0]} folds")
+            raise FoldwiseError(f"group {leaked.index[0]} appears in {leaked.iloc[0]} folds")
 
 
 def main(argv: list[str] | None = None) -> None:
