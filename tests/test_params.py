@@ -15,7 +15,7 @@ def test_repo_params_load_with_every_group():
     assert p.task == "seti"
     assert p.folds == [0, 1, 2, 3, 4]
     assert isinstance(p.lr, float) and isinstance(p.weight_decay, float)
-    assert p.task_params.frames in ("all", "on")
+    assert p.task_params.frames in ("all", "on_only")
 
 
 def test_exp_run_style_scientific_string_becomes_float(tmp_path):
@@ -44,7 +44,7 @@ def test_exp_run_style_scientific_string_becomes_float(tmp_path):
     (lambda d: d["augment"].update(train=[{"HorizontalFlipp": {"p": 0.5}}]), "unknown albumentations transform 'HorizontalFlipp'"),
     (lambda d: d["augment"].update(train=[{"HorizontalFlip": {"p": 2}}]), "HorizontalFlip.p must be a probability"),
     (lambda d: d["infer"].update(tta=["rot90"]), "'infer.tta' must be a list of none, hflip, vflip, hvflip"),
-    (lambda d: d["seti"].update(frames="odd"), "'seti.frames' must be one of all, on"),
+    (lambda d: d["seti"].update(frames="odd"), "'seti.frames' must be one of all, on_only"),
     (lambda d: d["data"].update(source="local"), "'data.path' must be a Kaggle zip or folder"),
 ])
 def test_bad_params_name_the_key(mutate, message):
@@ -68,3 +68,24 @@ def test_bool_is_not_a_number():
     raw["lr"] = True
     with pytest.raises(FoldwiseError, match="'lr' must be a number"):
         parse_params(raw)
+
+
+def test_every_choice_survives_exp_run_set_as_typed():
+    """`dvc exp run -S key=value` writes the value bare; YAML 1.1 must read it back as that string
+    (values like on/off/yes/no would come back as booleans)."""
+    import dataclasses
+    import typing
+
+    from foldwise.params import Params
+    from foldwise.tasks import TASKS, get_task
+
+    hints = typing.get_type_hints(Params)
+    groups = {Params} | {h for h in hints.values() if dataclasses.is_dataclass(h)}
+    groups |= {get_task(name).Params for name in TASKS}
+    checked = 0
+    for cls in groups:
+        for f in dataclasses.fields(cls):
+            for value in f.metadata.get("choices", ()):
+                assert yaml.safe_load(f"key: {value}")["key"] == value, f"{cls.__name__}.{f.name}: {value}"
+                checked += 1
+    assert checked > 20

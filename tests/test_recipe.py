@@ -600,14 +600,14 @@ def test_set_random_seed_replays_the_augmented_sequence(shards):
 
 
 # ---- 10. mixed precision ------------------------------------------------------------------------
-@pytest.mark.parametrize("amp", ["auto", "off", "fp16", "bf16"])
+@pytest.mark.parametrize("amp", ["auto", "none", "fp16", "bf16"])
 def test_no_autocast_on_cpu(amp):
     assert autocast_dtype(amp, torch.device("cpu")) is None
 
 
 def test_autocast_dtype_on_cuda_follows_the_setting():
     cuda = torch.device("cuda")  # no CUDA call is made for these settings
-    assert autocast_dtype("off", cuda) is None
+    assert autocast_dtype("none", cuda) is None
     assert autocast_dtype("bf16", cuda) is torch.bfloat16
     assert autocast_dtype("fp16", cuda) is torch.float16
 

@@ -64,7 +64,7 @@ class TrainParams:
     sampler: str = choice("none", "balanced", default="none")
     pos_weight: float = bounded(1.0, lo=0.0, lo_open=True)
     label_smoothing: float = bounded(0.0, lo=0.0, hi=0.5)
-    amp: str = choice("auto", "off", "fp16", "bf16", default="auto")
+    amp: str = choice("auto", "none", "fp16", "bf16", default="auto")  # not "off": YAML reads it as false
     channels_last: bool = True
     compile: bool = False
     grad_accum: int = bounded(1, lo=1)

@@ -15,7 +15,7 @@ def select_device() -> torch.device:
 
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``train.amp``; always None on CPU (bf16 autocast is ~20x slower there)."""
-    if device.type != "cuda" or amp == "off":
+    if device.type != "cuda" or amp == "none":
         return None
     if amp == "bf16" or (amp == "auto" and torch.cuda.is_bf16_supported()):
         return torch.bfloat16

@@ -38,7 +38,7 @@ SNR_MIN, SNR_MAX = 3.0, 12.0  # needle and drifting-interference peak SNR at syn
 class SetiParams:
     """How a cadence becomes an image: which frames, and stacked in time or as channels."""
 
-    frames: str = choice("all", "on", default="all")  # "on": ON-target frames 0, 2, 4 only
+    frames: str = choice("all", "on_only", default="all")  # ON-target frames 0, 2, 4 only (not "on": YAML reads it as true)
     stack: str = choice("vertical", "channels", default="vertical")
 
 
@@ -94,7 +94,7 @@ class SetiTask(Task):
         )
 
     def iter_images(self, root: Path, table: pd.DataFrame, split: str, params: Any) -> Iterator[np.ndarray]:
-        frames = list(ON_FRAMES) if params.task_params.frames == "on" else list(range(6))
+        frames = list(ON_FRAMES) if params.task_params.frames == "on_only" else list(range(6))
         for cid in table["id"]:
             cadence = load_cadence(root / split / cid[0] / f"{cid}.npy")
             yield cadence_to_image(cadence[frames], params.task_params.stack, params.img_size)
