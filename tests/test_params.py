@@ -43,6 +43,8 @@ def test_exp_run_style_scientific_string_becomes_float(tmp_path):
     (lambda d: d["train"].update(scheduler="step"), "'train.scheduler' must be one of cosine, onecycle, none"),
     (lambda d: d["augment"].update(train=[{"HorizontalFlipp": {"p": 0.5}}]), "unknown albumentations transform 'HorizontalFlipp'"),
     (lambda d: d["augment"].update(train=[{"HorizontalFlip": {"p": 2}}]), "HorizontalFlip.p must be a probability"),
+    (lambda d: d["augment"].update(train="flips"), "'augment.train' must be auto or a list, got 'flips'"),
+    (lambda d: d["augment"].update(train=3), "'augment.train' must be a list, got 3"),
     (lambda d: d["infer"].update(tta=["rot90"]), "'infer.tta' must be a list of none, hflip, vflip, hvflip"),
     (lambda d: d["seti"].update(frames="odd"), "'seti.frames' must be one of all, on_only"),
     (lambda d: d["data"].update(source="local"), "'data.path' must be a Kaggle zip or folder"),
@@ -54,6 +56,32 @@ def test_bad_params_name_the_key(mutate, message):
         parse_params(raw)
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("task, flips", [
+    ("seti", ["HorizontalFlip", "VerticalFlip"]),
+    ("petfinder", ["HorizontalFlip", "VerticalFlip"]),
+    ("hms", ["HorizontalFlip"]),  # (frequency, time) images: never mirror frequency
+])
+def test_augment_auto_is_the_tasks_own_list(task, flips):
+    from foldwise.tasks import get_task
+    from foldwise.transforms import augment_spec, build_train_transform
+
+    p = parse_params({**base(), "task": task})
+    assert p.augment.train == "auto"
+    spec = augment_spec(p.augment.train, get_task(task))
+    assert [next(iter(item)) for item in spec] == flips
+    assert [type(t).__name__ for t in build_train_transform(spec, 0).transforms] == flips
+
+
+def test_augment_list_overrides_auto():
+    from foldwise.tasks import get_task
+    from foldwise.transforms import augment_spec
+
+    raw = base()
+    raw["augment"]["train"] = [{"Transpose": {"p": 0.5}}]
+    p = parse_params(raw)
+    assert augment_spec(p.augment.train, get_task("hms")) == [{"Transpose": {"p": 0.5}}]
 
 
 def test_misspelt_key_suggests_the_right_one():

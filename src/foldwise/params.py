@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,11 +78,10 @@ class TrainParams:
 
 @dataclass(frozen=True)
 class AugmentParams:
-    """Train-time augmentation. ``train`` is a list of albumentations transforms: ``{Name: {arg: value}}``."""
+    """Train-time augmentation. ``train`` is ``auto`` (the task's own ``train_augment``, flips that keep
+    the label) or a list of albumentations transforms: ``{Name: {arg: value}}``."""
 
-    train: list[dict] = field(
-        default_factory=lambda: [{"HorizontalFlip": {"p": 0.5}}, {"VerticalFlip": {"p": 0.5}}]
-    )
+    train: list[dict] | str = field(default="auto", metadata={"keywords": ("auto",)})
     cutmix_p: float = bounded(0.0, lo=0.0, hi=1.0)
     cutmix_alpha: float = bounded(1.0, lo=0.0, lo_open=True)
     mixup_p: float = bounded(0.0, lo=0.0, hi=1.0)
@@ -166,9 +166,10 @@ def _check_cross_fields(p: Params, source: str) -> None:
     if p.data.source == "local" and not p.data.path:
         _bad(source, "data.path", "", "a Kaggle zip or folder when data.source is local")
     _check_model(p.model, source)
-    from .transforms import check_augment_spec
+    from .tasks import get_task
+    from .transforms import augment_spec, check_augment_spec
 
-    check_augment_spec(p.augment.train, f"{source}: augment.train")
+    check_augment_spec(augment_spec(p.augment.train, get_task(p.task)), f"{source}: augment.train")
 
 
 def _check_model(name: str, source: str) -> None:
@@ -201,6 +202,13 @@ def _convert(hint: Any, value: Any, f: dataclasses.Field, key: str, source: str)
             raise FoldwiseError(f"{source}: '{key}' must be a mapping, got {value!r}")
         return _build(hint, value, prefix=key + ".", source=source)
     origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):  # a keyword or a list, e.g. augment.train: auto
+        if isinstance(value, str):
+            if value not in f.metadata["keywords"]:
+                _bad(source, key, value, f"{' or '.join(f.metadata['keywords'])} or a list")
+            return value
+        (hint,) = [a for a in typing.get_args(hint) if typing.get_origin(a) is list]
+        origin = list
     if origin is list:
         if not isinstance(value, list):
             _bad(source, key, value, "a list")

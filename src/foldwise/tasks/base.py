@@ -40,6 +40,8 @@ class Task:
     target_columns: ClassVar[list[str]]
     pred_columns: ClassVar[list[str]]
     Params: ClassVar[type] = NoParams
+    # What ``augment.train: auto`` means: only transforms that keep the label true for this data.
+    train_augment: ClassVar[list[dict]] = []
 
     # ---- data: synthetic generator, layout, reading -------------------------------------------
     def generate(self, root: Path, n_train: int, n_test: int, seed: int, strength: float) -> None:

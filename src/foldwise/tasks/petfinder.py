@@ -78,6 +78,8 @@ class PetfinderTask(Task):
     target_columns = [TARGET]
     pred_columns = [TARGET]
     Params = PetfinderParams
+    # Mirror and upside-down photos, as the seed's augmenter does (its ratings do not depend on them).
+    train_augment = [{"HorizontalFlip": {"p": 0.5}}, {"VerticalFlip": {"p": 0.5}}]
 
     def required_files(self) -> list[str]:
         return [self.marker_file, "test.csv", self.sample_submission, "train", "test"]

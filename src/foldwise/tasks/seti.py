@@ -51,6 +51,8 @@ class SetiTask(Task):
     target_columns = ["target"]
     pred_columns = ["target"]
     Params = SetiParams
+    # A needle stays a needle reversed in time or mirrored in frequency (the seed's flips).
+    train_augment = [{"HorizontalFlip": {"p": 0.5}}, {"VerticalFlip": {"p": 0.5}}]
 
     def required_files(self) -> list[str]:
         return [self.marker_file, self.sample_submission, "train", "test"]
