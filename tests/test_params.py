@@ -117,3 +117,23 @@ def test_every_choice_survives_exp_run_set_as_typed():
                 assert yaml.safe_load(f"key: {value}")["key"] == value, f"{cls.__name__}.{f.name}: {value}"
                 checked += 1
     assert checked > 20
+
+
+def test_light_load_skips_timm_and_albumentations_but_still_checks_the_rest():
+    """preprocess/split/submit load params without importing timm (~3 s per process)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from foldwise.params import load_params; load_params(check_names=False); "
+            "print('timm' in sys.modules, 'albumentations' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         env={**__import__("os").environ, "PYTHONPATH": str(ROOT / "src")}, check=True)
+    assert out.stdout.split() == ["False", "False"]
+    raw = base()
+    raw.update(model="resnet_nope", lr="abc")
+    with pytest.raises(FoldwiseError, match="'lr' must be a number"):
+        parse_params(raw, check_names=False)
+    raw["lr"] = 1e-3
+    assert parse_params(raw, check_names=False).model == "resnet_nope"
+    with pytest.raises(FoldwiseError, match="'model' must be a timm model name"):
+        parse_params(raw)

@@ -123,8 +123,13 @@ class Params:
         return self.tasks[self.task]
 
 
-def load_params(path: str | Path = PARAMS_FILE) -> Params:
-    """Read and validate ``params.yaml``; raise FoldwiseError naming the first bad key."""
+def load_params(path: str | Path = PARAMS_FILE, *, check_names: bool = True) -> Params:
+    """Read and validate ``params.yaml``; raise FoldwiseError naming the first bad key.
+
+    ``check_names=False`` skips looking ``model`` up in timm and ``augment.train`` in albumentations:
+    importing timm (and the torchvision it pulls in) costs ~3 s per process, so stages whose output
+    does not depend on those names (preprocess, split, submit) leave them to download and train.
+    """
     path = Path(path)
     if not path.is_file():
         raise FoldwiseError(f"{path}: params file not found (run from the repository root)")
@@ -134,10 +139,10 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         raise FoldwiseError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise FoldwiseError(f"{path}: must be a mapping of keys to values")
-    return parse_params(raw, source=str(path))
+    return parse_params(raw, source=str(path), check_names=check_names)
 
 
-def parse_params(raw: dict, source: str = PARAMS_FILE) -> Params:
+def parse_params(raw: dict, source: str = PARAMS_FILE, check_names: bool = True) -> Params:
     from .tasks import TASKS, get_task
 
     task_groups = {name: raw.pop(name) for name in list(raw) if name in TASKS}
@@ -152,6 +157,8 @@ def parse_params(raw: dict, source: str = PARAMS_FILE) -> Params:
         tasks[name] = _build(get_task(name).Params, group, prefix=f"{name}.", source=source)
     params = dataclasses.replace(params, tasks=tasks)
     _check_cross_fields(params, source)
+    if check_names:
+        _check_names(params, source)
     return params
 
 
@@ -165,6 +172,10 @@ def _check_cross_fields(p: Params, source: str) -> None:
         _bad(source, "infer.tta", [], "at least one of " + ", ".join(TTA_FLIPS))
     if p.data.source == "local" and not p.data.path:
         _bad(source, "data.path", "", "a Kaggle zip or folder when data.source is local")
+
+
+def _check_names(p: Params, source: str) -> None:
+    """Names only other libraries know: the timm model and the albumentations transforms."""
     _check_model(p.model, source)
     from .tasks import get_task
     from .transforms import augment_spec, check_augment_spec

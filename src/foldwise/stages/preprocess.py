@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--raw", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    p = load_params()
+    p = load_params(check_names=False)
     task = get_task(p.task)
     task.check_layout(args.raw)
     with atomic_dir(args.out) as tmp:

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--index", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    p = load_params()
+    p = load_params(check_names=False)
     if not args.index.is_file():
         raise FoldwiseError(f"{args.index}: missing; run the preprocess stage")
     index = pd.read_csv(args.index, dtype={"id": str})

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--preds", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    task = get_task(load_params().task)
+    task = get_task(load_params(check_names=False).task)
     sample = read_csv_checked(args.sample, [])
     sample[sample.columns[0]] = pd.read_csv(args.sample, usecols=[0], dtype=str).iloc[:, 0]  # ids verbatim
     if not args.preds.is_file():
