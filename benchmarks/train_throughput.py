@@ -28,7 +28,7 @@ from foldwise.params import parse_params  # noqa: E402
 from foldwise.shards import ShardReader, write_shards  # noqa: E402
 from foldwise.tasks import get_task  # noqa: E402
 from foldwise.training import Trainer  # noqa: E402
-from foldwise.transforms import augment_spec, build_train_transform  # noqa: E402
+from foldwise.transforms import build_train_transform  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,7 +77,7 @@ def main() -> None:
         reader = ShardReader(tmp / "prepared", "train")
         targets = table[task.target_columns].to_numpy(np.float32)
         rows = np.arange(n)
-        train_ds = ShardDataset(reader, rows, targets, None, build_train_transform(augment_spec(p.augment.train, task), 0))
+        train_ds = ShardDataset(reader, rows, targets, None, build_train_transform(p.augment.train, 0))
         trainer = Trainer(task, p, 0, train_ds, table["stratify"].to_numpy(), train_ds, shape[-1], 0)
 
         trainer.train_epoch(0)  # first pass pages the shards in, like epoch 1 of a fold

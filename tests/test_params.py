@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import pytest
 import yaml
 
@@ -65,23 +69,21 @@ def test_bad_params_name_the_key(mutate, message):
 ])
 def test_augment_auto_is_the_tasks_own_list(task, flips):
     from foldwise.tasks import get_task
-    from foldwise.transforms import augment_spec, build_train_transform
+    from foldwise.transforms import build_train_transform
 
-    p = parse_params({**base(), "task": task})
-    assert p.augment.train == "auto"
-    spec = augment_spec(p.augment.train, get_task(task))
-    assert [next(iter(item)) for item in spec] == flips
-    assert [type(t).__name__ for t in build_train_transform(spec, 0).transforms] == flips
+    raw = base()
+    assert raw["augment"]["train"] == "auto"
+    p = parse_params({**raw, "task": task})
+    assert p.augment.train == get_task(task).train_augment
+    assert [next(iter(item)) for item in p.augment.train] == flips
+    assert [type(t).__name__ for t in build_train_transform(p.augment.train, 0).transforms] == flips
 
 
 def test_augment_list_overrides_auto():
-    from foldwise.tasks import get_task
-    from foldwise.transforms import augment_spec
-
     raw = base()
     raw["augment"]["train"] = [{"Transpose": {"p": 0.5}}]
-    p = parse_params(raw)
-    assert augment_spec(p.augment.train, get_task("hms")) == [{"Transpose": {"p": 0.5}}]
+    p = parse_params({**raw, "task": "hms"})
+    assert p.augment.train == [{"Transpose": {"p": 0.5}}]
 
 
 def test_misspelt_key_suggests_the_right_one():
@@ -121,13 +123,10 @@ def test_every_choice_survives_exp_run_set_as_typed():
 
 def test_light_load_skips_timm_and_albumentations_but_still_checks_the_rest():
     """preprocess/split/submit load params without importing timm (~3 s per process)."""
-    import subprocess
-    import sys
-
     code = ("import sys; from foldwise.params import load_params; load_params(check_names=False); "
             "print('timm' in sys.modules, 'albumentations' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         env={**__import__("os").environ, "PYTHONPATH": str(ROOT / "src")}, check=True)
+                         env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, check=True)
     assert out.stdout.split() == ["False", "False"]
     raw = base()
     raw.update(model="resnet_nope", lr="abc")

@@ -27,7 +27,6 @@ from foldwise.runtime import autocast_dtype
 from foldwise.schedules import LrSchedule, build_optimizer, optimizer_steps_per_epoch
 from foldwise.shards import ShardReader, write_shards
 from foldwise.tasks import TASKS
-from foldwise.transforms import augment_spec
 from foldwise.tasks.seti import TASK
 from foldwise.training import Trainer, balanced_sampler, make_train_loader
 from foldwise.transforms import build_train_transform
@@ -123,7 +122,7 @@ def make_trainer(shards, monkeypatch):
         reader, labels = shards(n)
         targets = labels[:, None].astype(np.float32)
         rows = np.arange(n)
-        train_ds = ShardDataset(reader, rows, targets, None, build_train_transform(augment_spec(p.augment.train, TASK), 0))
+        train_ds = ShardDataset(reader, rows, targets, None, build_train_transform(p.augment.train, 0))
         val_ds = ShardDataset(reader, rows[:16], targets[:16])
         return Trainer(TASK, p, 0, train_ds, labels, val_ds, 1, 0)
     return factory

@@ -79,7 +79,8 @@ class TrainParams:
 @dataclass(frozen=True)
 class AugmentParams:
     """Train-time augmentation. ``train`` is ``auto`` (the task's own ``train_augment``, flips that keep
-    the label) or a list of albumentations transforms: ``{Name: {arg: value}}``."""
+    the label) or a list of albumentations transforms: ``{Name: {arg: value}}``. The loader resolves
+    ``auto``, so a loaded ``Params`` always holds the list."""
 
     train: list[dict] | str = field(default="auto", metadata={"keywords": ("auto",)})
     cutmix_p: float = bounded(0.0, lo=0.0, hi=1.0)
@@ -156,6 +157,9 @@ def parse_params(raw: dict, source: str = PARAMS_FILE, check_names: bool = True)
             raise FoldwiseError(f"{source}: '{name}' must be a mapping, got {group!r}")
         tasks[name] = _build(get_task(name).Params, group, prefix=f"{name}.", source=source)
     params = dataclasses.replace(params, tasks=tasks)
+    if params.augment.train == "auto":
+        auto = list(get_task(params.task).train_augment)
+        params = dataclasses.replace(params, augment=dataclasses.replace(params.augment, train=auto))
     _check_cross_fields(params, source)
     if check_names:
         _check_names(params, source)
@@ -177,10 +181,9 @@ def _check_cross_fields(p: Params, source: str) -> None:
 def _check_names(p: Params, source: str) -> None:
     """Names only other libraries know: the timm model and the albumentations transforms."""
     _check_model(p.model, source)
-    from .tasks import get_task
-    from .transforms import augment_spec, check_augment_spec
+    from .transforms import check_augment_spec
 
-    check_augment_spec(augment_spec(p.augment.train, get_task(p.task)), f"{source}: augment.train")
+    check_augment_spec(p.augment.train, f"{source}: augment.train")
 
 
 def _check_model(name: str, source: str) -> None:

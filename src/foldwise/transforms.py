@@ -1,5 +1,5 @@
-"""Albumentations pipelines declared in params: ``augment.train: [{Name: {arg: value}}, ...]``, or
-``auto`` for the task's own ``train_augment``.
+"""Albumentations pipelines declared in params: ``augment.train: [{Name: {arg: value}}, ...]`` (the
+params loader has already replaced ``auto`` by the task's own ``train_augment``).
 
 Validation and test images get no random transform at all (deterministic), only TTA flips.
 """
@@ -22,11 +22,6 @@ def _parse_item(item: Any, where: str) -> tuple[str, dict]:
         if isinstance(args, dict):
             return str(name), args
     raise FoldwiseError(f"{where}: each transform must be 'Name' or {{Name: {{arg: value}}}}, got {item!r}")
-
-
-def augment_spec(train: list | str, task: Any) -> list:
-    """The transform list ``augment.train`` stands for: itself, or the task's list for ``auto``."""
-    return list(task.train_augment) if train == "auto" else train
 
 
 def check_augment_spec(spec: list, where: str) -> None:

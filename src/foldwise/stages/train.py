@@ -25,7 +25,7 @@ from ..params import load_params
 from ..prepared import index_path, load_split, meta_matrix, read_folds
 from ..tasks import get_task
 from ..training import Trainer
-from ..transforms import augment_spec, build_train_transform
+from ..transforms import build_train_transform
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     targets = index[task.target_columns].to_numpy(dtype=np.float32)
     meta = meta_matrix(index)
     train_ds = ShardDataset(reader, train_rows, targets[train_rows], meta[train_rows],
-                            build_train_transform(augment_spec(p.augment.train, task), p.seed))
+                            build_train_transform(p.augment.train, p.seed))
     val_ds = ShardDataset(reader, val_rows, targets[val_rows], meta[val_rows])
     labels = index["stratify"].to_numpy()[train_rows]
     print(f"train: fold {args.fold}: {len(train_rows)} train / {len(val_rows)} val samples, "
