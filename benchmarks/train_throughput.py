@@ -23,12 +23,12 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from foldwise.datasets import ShardDataset  # noqa: E402
-from foldwise.params import parse_params  # noqa: E402
-from foldwise.shards import ShardReader, write_shards  # noqa: E402
+from foldwise.core.params import parse_params  # noqa: E402
+from foldwise.engine.datasets import ShardDataset  # noqa: E402
+from foldwise.engine.training import Trainer  # noqa: E402
+from foldwise.engine.transforms import build_train_transform  # noqa: E402
+from foldwise.prepared.shards import ShardReader, write_shards  # noqa: E402
 from foldwise.tasks import get_task  # noqa: E402
-from foldwise.training import Trainer  # noqa: E402
-from foldwise.transforms import build_train_transform  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

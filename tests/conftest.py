@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-REPO_FILES = ["src", "dvc.yaml", "params.yaml", ".gitignore", ".dvc/config", ".dvc/.gitignore"]
+REPO_FILES = ["src", "dvc.yaml", "params.yaml", ".gitignore", ".dvcignore", ".dvc/config", ".dvc/.gitignore"]
 
 # Few hundred samples, 2 folds, 1 epoch, small images and model: the whole graph in about a minute.
 TINY = {
@@ -35,6 +35,8 @@ def pipeline_env() -> dict:
     env["DVC_NO_ANALYTICS"] = "1"
     env["NO_ALBUMENTATIONS_UPDATE"] = "1"
     env.pop("FOLDWISE_DEBUG", None)
+    # Stages write __pycache__ into the code deps' folders, as for a user; .dvcignore must hide it.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 
 

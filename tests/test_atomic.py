@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from foldwise.atomic import atomic_dir, atomic_file, write_csv
+from foldwise.core.atomic import atomic_dir, atomic_file, write_csv
 
 
 def test_atomic_file_appears_whole_or_not_at_all(tmp_path):

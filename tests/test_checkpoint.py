@@ -2,8 +2,8 @@ import dataclasses
 
 import torch
 
-from foldwise import checkpoint
-from foldwise.params import parse_params
+from foldwise.core.params import parse_params
+from foldwise.engine import checkpoint
 from test_params import base
 
 

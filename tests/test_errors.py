@@ -184,7 +184,7 @@ def test_nan_prediction_stops_submit(fresh):
 
 def test_disk_full_is_one_line_and_leaves_nothing(repo, tmp_path, monkeypatch, capsys):
     """ENOSPC while writing folds.csv: the real split entry point under run_stage, with to_csv failing."""
-    from foldwise.errors import run_stage
+    from foldwise.core.errors import run_stage
     from foldwise.stages import split
 
     monkeypatch.chdir(repo)

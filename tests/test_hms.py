@@ -15,8 +15,8 @@ import torch
 import yaml
 
 from conftest import run
-from foldwise.errors import FoldwiseError
-from foldwise.params import parse_params
+from foldwise.core.errors import FoldwiseError
+from foldwise.core.params import parse_params
 from foldwise.tasks import get_task
 from foldwise.tasks import hms
 

@@ -2,8 +2,8 @@ import pytest
 import timm
 import torch
 
-from foldwise.errors import FoldwiseError
-from foldwise.models import create_model
+from foldwise.core.errors import FoldwiseError
+from foldwise.engine.models import create_model
 
 
 def test_model_shapes_with_and_without_meta():

@@ -5,8 +5,8 @@ import sys
 import pytest
 import yaml
 
-from foldwise.errors import FoldwiseError
-from foldwise.params import load_params, parse_params
+from foldwise.core.errors import FoldwiseError
+from foldwise.core.params import load_params, parse_params
 from conftest import ROOT
 
 
@@ -69,7 +69,7 @@ def test_bad_params_name_the_key(mutate, message):
 ])
 def test_augment_auto_is_the_tasks_own_list(task, flips):
     from foldwise.tasks import get_task
-    from foldwise.transforms import build_train_transform
+    from foldwise.engine.transforms import build_train_transform
 
     raw = base()
     assert raw["augment"]["train"] == "auto"
@@ -106,7 +106,7 @@ def test_every_choice_survives_exp_run_set_as_typed():
     import dataclasses
     import typing
 
-    from foldwise.params import Params
+    from foldwise.core.params import Params
     from foldwise.tasks import TASKS, get_task
 
     hints = typing.get_type_hints(Params)
@@ -123,7 +123,7 @@ def test_every_choice_survives_exp_run_set_as_typed():
 
 def test_light_load_skips_timm_and_albumentations_but_still_checks_the_rest():
     """preprocess/split/submit load params without importing timm (~3 s per process)."""
-    code = ("import sys; from foldwise.params import load_params; load_params(check_names=False); "
+    code = ("import sys; from foldwise.core.params import load_params; load_params(check_names=False); "
             "print('timm' in sys.modules, 'albumentations' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, check=True)

@@ -31,6 +31,17 @@ def exp_show(repo: Path) -> list[dict]:
     return records
 
 
+def stages_changed_by_editing(repo: Path, rel: str) -> set[str]:
+    """Stages `dvc status` reports after appending a comment to ``rel`` (restored afterwards)."""
+    path = repo / rel
+    original = path.read_bytes()
+    try:
+        path.write_bytes(original + b"\n# edited by the test\n")
+        return set(json.loads(run(["dvc", "status", "--json"], repo).stdout))
+    finally:
+        path.write_bytes(original)
+
+
 def test_repro_then_experiment_reruns_only_training(tiny_repo):
     repo = tiny_repo()
     first = run(["dvc", "repro"], repo)
@@ -57,6 +68,10 @@ def test_repro_then_experiment_reruns_only_training(tiny_repo):
 
     second = run(["dvc", "repro"], repo)
     assert "Running stage" not in second.stdout
+
+    # Code deps: another task's module is not a dep of this pipeline; the training engine is.
+    assert not stages_changed_by_editing(repo, "src/foldwise/tasks/hms.py")
+    assert stages_changed_by_editing(repo, "src/foldwise/engine/mixing.py") == {"train@0", "train@1", "oof", "infer"}
 
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "baseline"], repo)

@@ -17,19 +17,19 @@ import torch
 from torch import nn
 
 from conftest import deep_update
-from foldwise import mixing, training
-from foldwise.datasets import ShardDataset
-from foldwise.inference import flip, predict
-from foldwise.mixing import cutmix, mix_batch, mixup
-from foldwise.models import FoldModel
-from foldwise.params import Params, parse_params
-from foldwise.runtime import autocast_dtype
-from foldwise.schedules import LrSchedule, build_optimizer, optimizer_steps_per_epoch
-from foldwise.shards import ShardReader, write_shards
+from foldwise.core.params import Params, parse_params
+from foldwise.engine import mixing, training
+from foldwise.engine.datasets import ShardDataset
+from foldwise.engine.inference import flip, predict
+from foldwise.engine.mixing import cutmix, mix_batch, mixup
+from foldwise.engine.models import FoldModel
+from foldwise.engine.runtime import autocast_dtype
+from foldwise.engine.schedules import LrSchedule, build_optimizer, optimizer_steps_per_epoch
+from foldwise.engine.training import Trainer, balanced_sampler, make_train_loader
+from foldwise.engine.transforms import build_train_transform
+from foldwise.prepared.shards import ShardReader, write_shards
 from foldwise.tasks import TASKS
 from foldwise.tasks.seti import TASK
-from foldwise.training import Trainer, balanced_sampler, make_train_loader
-from foldwise.transforms import build_train_transform
 from test_params import base
 
 MODEL = "resnet10t"  # validated by params; the Trainer gets TinyBackbone instead (see make_trainer)

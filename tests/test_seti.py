@@ -6,8 +6,8 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from foldwise.errors import FoldwiseError
-from foldwise.params import parse_params
+from foldwise.core.errors import FoldwiseError
+from foldwise.core.params import parse_params
 from foldwise.tasks.seti import (CADENCE_SHAPE, ON_FRAMES, TASK, cadence_to_image, load_cadence,
                                  synthetic_cadence)
 from test_params import base

@@ -10,7 +10,7 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from .errors import FoldwiseError
+from .core.errors import FoldwiseError
 
 
 def find_root(folder: Path, marker: str, source: Path) -> Path:

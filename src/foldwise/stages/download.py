@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..atomic import atomic_dir
-from ..errors import run_stage
-from ..params import load_params
+from ..core.atomic import atomic_dir
+from ..core.errors import run_stage
+from ..core.params import load_params
 from ..sources import copy_local, kaggle_download
 from ..tasks import get_task
 

@@ -12,15 +12,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..atomic import write_csv
-from ..datasets import ShardDataset
-from ..errors import run_stage
-from ..inference import load_fold_model, predict
-from ..params import load_params
+from ..core.atomic import write_csv
+from ..core.errors import run_stage
+from ..core.params import load_params
+from ..engine.datasets import ShardDataset
+from ..engine.inference import load_fold_model, predict
+from ..engine.runtime import select_device
+from ..engine.training import make_eval_loader
 from ..prepared import load_split, meta_matrix
-from ..runtime import select_device
 from ..tasks import get_task
-from ..training import make_eval_loader
 
 
 def main(argv: list[str] | None = None) -> None:

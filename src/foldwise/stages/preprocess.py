@@ -11,11 +11,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..atomic import atomic_dir, write_csv
-from ..errors import run_stage
-from ..params import load_params
+from ..core.atomic import atomic_dir, write_csv
+from ..core.errors import run_stage
+from ..core.params import load_params
 from ..prepared import META_PREFIX, index_path
-from ..shards import write_shards
+from ..prepared.shards import write_shards
 from ..tasks import get_task
 
 

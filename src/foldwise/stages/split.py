@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-from ..atomic import write_csv
-from ..errors import FoldwiseError, run_stage
-from ..params import load_params
+from ..core.atomic import write_csv
+from ..core.errors import FoldwiseError, run_stage
+from ..core.params import load_params
 
 
 def assign_folds(index: pd.DataFrame, n_folds: int, seed: int) -> np.ndarray:

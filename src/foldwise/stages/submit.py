@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..atomic import write_csv
-from ..errors import FoldwiseError, run_stage
-from ..params import load_params
+from ..core.atomic import write_csv
+from ..core.errors import FoldwiseError, run_stage
+from ..core.params import load_params
 from ..tasks import get_task
-from ..tasks.tables import read_csv_checked
+from ..tasks.common.tables import read_csv_checked
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,16 +16,16 @@ import numpy as np
 import pandas as pd
 from dvclive import Live
 
-from .. import checkpoint
-from ..atomic import atomic_dir, write_csv
-from ..datasets import ShardDataset
-from ..errors import FoldwiseError, run_stage
-from ..inference import MODEL_FILE, save_fold_model
-from ..params import load_params
+from ..core.atomic import atomic_dir, write_csv
+from ..core.errors import FoldwiseError, run_stage
+from ..core.params import load_params
+from ..engine import checkpoint
+from ..engine.datasets import ShardDataset
+from ..engine.inference import MODEL_FILE, save_fold_model
+from ..engine.training import Trainer
+from ..engine.transforms import build_train_transform
 from ..prepared import index_path, load_split, meta_matrix, read_folds
 from ..tasks import get_task
-from ..training import Trainer
-from ..transforms import build_train_transform
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,22 +1,4 @@
-"""Competition registry: ``task: <name>`` in params.yaml picks one of these modules."""
-from __future__ import annotations
+"""One module per competition (seti, hms, petfinder); common/ holds their interface and registry."""
+from .common.registry import TASKS, get_task
 
-import importlib
-
-from .base import Task
-
-# name -> module under foldwise.tasks; each module defines ``TASK``, an instance of a Task subclass.
-TASKS = {
-    "seti": "seti",
-    "hms": "hms",
-    "petfinder": "petfinder",
-}
-
-
-def get_task(name: str) -> Task:
-    """The task object for ``name`` (one of ``TASKS``)."""
-    if name not in TASKS:
-        from ..errors import FoldwiseError
-
-        raise FoldwiseError(f"unknown task {name!r} (allowed: {', '.join(TASKS)})")
-    return importlib.import_module(f"{__name__}.{TASKS[name]}").TASK
+__all__ = ["TASKS", "get_task"]

@@ -44,10 +44,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..errors import FoldwiseError
-from ..params import bounded, choice
-from .base import Task
-from .tables import read_csv_checked
+from ..core.errors import FoldwiseError
+from ..core.params import bounded, choice
+from .common.base import Task
+from .common.tables import read_csv_checked
 
 CHAINS = ("LL", "RL", "LP", "RP")
 LEFT, RIGHT = (0, 2), (1, 3)  # chain indices of LL, LP and RL, RP

@@ -27,11 +27,11 @@ import pandas as pd
 import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps, UnidentifiedImageError
 
-from ..errors import FoldwiseError
-from ..params import choice
-from .base import Task
-from .synthetic import unique_hex_ids
-from .tables import read_csv_checked
+from ..core.errors import FoldwiseError
+from ..core.params import choice
+from .common.base import Task
+from .common.synthetic import unique_hex_ids
+from .common.tables import read_csv_checked
 
 FLAGS = ["Subject Focus", "Eyes", "Face", "Near", "Action", "Accessory", "Group", "Collage",
          "Human", "Occlusion", "Info", "Blur"]

@@ -21,11 +21,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..errors import FoldwiseError
-from ..params import choice
-from .base import Task
-from .synthetic import unique_hex_ids
-from .tables import read_csv_checked
+from ..core.errors import FoldwiseError
+from ..core.params import choice
+from .common.base import Task
+from .common.synthetic import unique_hex_ids
+from .common.tables import read_csv_checked
 
 CADENCE_SHAPE = (6, 273, 256)
 ON_FRAMES = (0, 2, 4)

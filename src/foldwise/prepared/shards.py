@@ -12,7 +12,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .errors import FoldwiseError
+from ..core.errors import FoldwiseError
 
 SHARD_BYTES = 256 * 2**20
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import FoldwiseError
+from ..core.errors import FoldwiseError
 from .shards import ShardReader
 
 META_PREFIX = "meta_"

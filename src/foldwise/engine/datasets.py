@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .shards import ShardReader
+from ..prepared.shards import ShardReader
 
 
 class ShardDataset(Dataset):

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from ..core.errors import FoldwiseError
 from .datasets import to_model_layout
-from .errors import FoldwiseError
 from .models import FoldModel, create_model
 
 MODEL_FILE = "model.pt"

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .atomic import atomic_file
+from ..core.atomic import atomic_file
 
 LAST = "last.pt"
 

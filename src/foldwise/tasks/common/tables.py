@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import FoldwiseError
+from ...core.errors import FoldwiseError
 
 
 def read_csv_checked(path: Path, columns: list[str], dtype: dict | None = None) -> pd.DataFrame:

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..errors import FoldwiseError
+from ...core.errors import FoldwiseError
 
 
 @dataclass(frozen=True)

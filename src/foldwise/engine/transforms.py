@@ -9,7 +9,7 @@ from typing import Any
 
 import albumentations as A
 
-from .errors import FoldwiseError
+from ..core.errors import FoldwiseError
 
 
 def _parse_item(item: Any, where: str) -> tuple[str, dict]:

@@ -7,7 +7,7 @@ import timm
 import torch
 from torch import nn
 
-from .errors import FoldwiseError
+from ..core.errors import FoldwiseError
 
 
 class FoldModel(nn.Module):

@@ -144,7 +144,7 @@ def load_params(path: str | Path = PARAMS_FILE, *, check_names: bool = True) -> 
 
 
 def parse_params(raw: dict, source: str = PARAMS_FILE, check_names: bool = True) -> Params:
-    from .tasks import TASKS, get_task
+    from ..tasks import TASKS, get_task
 
     task_groups = {name: raw.pop(name) for name in list(raw) if name in TASKS}
     params = _build(Params, raw, prefix="", source=source)
@@ -181,7 +181,7 @@ def _check_cross_fields(p: Params, source: str) -> None:
 def _check_names(p: Params, source: str) -> None:
     """Names only other libraries know: the timm model and the albumentations transforms."""
     _check_model(p.model, source)
-    from .transforms import check_augment_spec
+    from ..engine.transforms import check_augment_spec
 
     check_augment_spec(p.augment.train, f"{source}: augment.train")
 

@@ -1,0 +1,1 @@
+"""What every stage uses: the typed params loader, one-line errors, atomic writes."""
