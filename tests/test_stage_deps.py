@@ -4,6 +4,10 @@ For each stage and each task, a subprocess imports the stage's module (and, wher
 task up, that task's module) and lists the foldwise files Python loaded; each must lie under one of
 the stage's declared deps. A new import that dvc.yaml misses fails here, not as a silently stale
 `dvc repro`.
+
+Not probed: the params loader also imports the task module to resolve ``augment.train: auto``.
+That is why split, which never looks its task up, does not depend on tasks/: the resolved list does
+not reach its output (folds.csv depends on seed, folds and the prepared index only).
 """
 from __future__ import annotations
 
