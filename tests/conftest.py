@@ -15,7 +15,7 @@ REPO_FILES = ["src", "dvc.yaml", "params.yaml", ".gitignore", ".dvcignore", ".dv
 
 # Few hundred samples, 2 folds, 1 epoch, small images and model: the whole graph in about a minute.
 TINY = {
-    "folds": [0, 1], "epochs": 1, "img_size": 48, "model": "resnet10t", "batch_size": 32,
+    "folds": [0, 1], "n_splits": 2, "epochs": 1, "img_size": 48, "model": "resnet10t", "batch_size": 32,
     "synthetic": {"n_train": 240, "n_test": 40},
 }
 

@@ -16,7 +16,7 @@ import yaml
 
 from conftest import pipeline_env
 
-TINY_DATA = {"synthetic": {"n_train": 40, "n_test": 6}, "folds": [0, 1], "img_size": 32, "epochs": 1}
+TINY_DATA = {"synthetic": {"n_train": 40, "n_test": 6}, "folds": [0, 1], "n_splits": 2, "img_size": 32, "epochs": 1}
 
 
 def stage(repo: Path, name: str, *args: str) -> subprocess.CompletedProcess:

@@ -17,7 +17,7 @@ def base() -> dict:
 def test_repo_params_load_with_every_group():
     p = load_params(ROOT / "params.yaml")
     assert p.task == "seti"
-    assert p.folds == [0, 1, 2, 3, 4]
+    assert p.folds == [0, 1, 2, 3, 4] and p.n_splits == 5
     assert isinstance(p.lr, float) and isinstance(p.weight_decay, float)
     assert p.task_params.frames in ("all", "on_only")
 
@@ -38,8 +38,26 @@ def test_exp_run_style_scientific_string_becomes_float(tmp_path):
     (lambda d: d.update(lr="abc"), "'lr' must be a number, got 'abc'"),
     (lambda d: d.update(task="mnist"), "'task' must be one of seti"),
     (lambda d: d.update(model="resnet1000"), "'model' must be a timm model name"),
-    (lambda d: d.update(folds=[]), "'folds' must be a list 0..k-1"),
-    (lambda d: d.update(folds=[0, 2]), "'folds' must be a list 0..k-1"),
+    (lambda d: d.update(folds=[]), "'folds' must be a non-empty list of distinct folds in 0..4 (n_splits is 5), got []"),
+    (lambda d: d.update(folds=[0, 5]), "'folds' must be a non-empty list of distinct folds in 0..4 (n_splits is 5), got [0, 5]"),
+    (lambda d: d.update(folds=[1, 1]), "'folds' must be a non-empty list of distinct folds in 0..4 (n_splits is 5), got [1, 1]"),
+    (lambda d: d.update(folds=[-1]), "'folds' must be a non-empty list of distinct folds"),
+    (lambda d: d.update(folds=[0, 1, 2], n_splits=2), "'folds' must be a non-empty list of distinct folds in 0..1 (n_splits is 2)"),
+    (lambda d: d.update(n_splits=1), "'n_splits' must be >= 2, got 1"),
+    (lambda d: d.update(n_splits="five"), "'n_splits' must be an integer, got 'five'"),
+    (lambda d: d.update(seed=-5), "'seed' must be >= 0 and <= 4294967295, got -5"),
+    (lambda d: d.update(seed=2**32), "'seed' must be between 0 and 4294967295, got 4294967296"),
+    (lambda d: d.update(seed=1.5), "'seed' must be an integer, got 1.5"),
+    (lambda d: d["train"].update(weights="/missing/file.pth"), "'train.weights' must be a local weights file that exists (or \"\"), got '/missing/file.pth'"),
+    (lambda d: d.update(lr=0), "'lr' must be > 0.0, got 0.0"),
+    (lambda d: d.update(batch_size=0), "'batch_size' must be >= 1, got 0"),
+    (lambda d: d["infer"].update(batch_size=0), "'infer.batch_size' must be >= 1, got 0"),
+    (lambda d: d["infer"].update(tta=[]), "'infer.tta' must be at least one of none, hflip"),
+    (lambda d: d["train"].update(min_lr=1e-2), "'train.min_lr' must be <= lr (0.001): the cosine decays from lr to min_lr, got 0.01"),
+    (lambda d: d["train"].update(warmup_epochs=3), "'train.warmup_epochs' must be < epochs (3), or the warmup never reaches lr, got 3.0"),
+    (lambda d: d["train"].update(grad_accum=0), "'train.grad_accum' must be >= 1, got 0"),
+    (lambda d: d["synthetic"].update(n_train=5), "'synthetic.n_train' must be >= 20, got 5"),
+    (lambda d: d["hms"].update(min_votes=0), "'hms.min_votes' must be >= 1, got 0"),
     (lambda d: d.update(epochs=0), "'epochs' must be >= 1"),
     (lambda d: d["data"].update(source="s3"), "'data.source' must be one of synthetic, kaggle, local"),
     (lambda d: d["train"].update(patience=0), "'train.patience' must be >= 1"),
@@ -60,6 +78,37 @@ def test_bad_params_name_the_key(mutate, message):
         parse_params(raw)
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("folds, n_splits", [([0], 2), ([0], 5), ([4, 2], 5), ([0, 1, 2], 3), ([9], 10)])
+def test_any_subset_of_the_split_may_train(folds, n_splits):
+    p = parse_params({**base(), "folds": folds, "n_splits": n_splits})
+    assert (p.folds, p.n_splits) == (folds, n_splits)
+
+
+@pytest.mark.parametrize("key, value", [("seed", 0), ("seed", 2**32 - 1), ("seed", "7"),
+                                        ("train.min_lr", 1e-3), ("train.warmup_epochs", 2.9)])
+def test_edge_values_pass(key, value):
+    raw = base()
+    group, _, name = key.rpartition(".")
+    (raw[group] if group else raw)[name] = value
+    p = parse_params(raw)
+    got = getattr(p.train, name) if group else getattr(p, name)
+    assert got == (int(value) if key == "seed" else value)
+
+
+def test_schedule_cross_checks_only_for_cosine():
+    raw = base()
+    raw["train"].update(scheduler="onecycle", min_lr=1.0, warmup_epochs=10)
+    assert parse_params(raw).train.min_lr == 1.0
+
+
+def test_weights_file_that_exists_passes(tmp_path):
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"x")
+    raw = base()
+    raw["train"]["weights"] = str(weights)
+    assert parse_params(raw, check_names=False).train.weights == str(weights)
 
 
 @pytest.mark.parametrize("task, flips", [

@@ -31,7 +31,7 @@ HEADER = ("Id,Subject Focus,Eyes,Face,Near,Action,Accessory,Group,Collage,Human,
 def params(img_size: int = 32, **task_params) -> SimpleNamespace:
     """The slice of the full Params the task reads."""
     tp = {"resize": "squash", "use_meta": True, "loss": "bce", **task_params}
-    return SimpleNamespace(img_size=img_size, folds=[0, 1, 2, 3, 4], task_params=SimpleNamespace(**tp))
+    return SimpleNamespace(img_size=img_size, n_splits=5, task_params=SimpleNamespace(**tp))
 
 
 @pytest.fixture(scope="module")

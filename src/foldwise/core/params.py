@@ -102,8 +102,9 @@ class InferParams:
 @dataclass(frozen=True)
 class Params:
     task: str = "seti"
-    seed: int = 42
-    folds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    seed: int = bounded(42, lo=0, hi=2**32 - 1)  # numpy and scikit-learn take seeds in [0, 2**32)
+    folds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])  # the folds to train, each < n_splits
+    n_splits: int = bounded(5, lo=2)  # k of the k-fold split
     model: str = "resnet10t"
     img_size: int = bounded(96, lo=16)
     epochs: int = bounded(3, lo=1)
@@ -161,14 +162,14 @@ def parse_params(raw: dict, source: str = PARAMS_FILE, check_names: bool = True)
         auto = list(get_task(params.task).train_augment)
         params = dataclasses.replace(params, augment=dataclasses.replace(params.augment, train=auto))
     _check_cross_fields(params, source)
+    _check_files(params, source)
     if check_names:
         _check_names(params, source)
     return params
 
 
 def _check_cross_fields(p: Params, source: str) -> None:
-    if len(p.folds) < 2 or p.folds != list(range(len(p.folds))):
-        _bad(source, "folds", p.folds, "a list 0..k-1 with k >= 2, e.g. [0, 1, 2, 3, 4]")
+    _check_folds(p.folds, p.n_splits, source)
     for flip in p.infer.tta:
         if flip not in TTA_FLIPS:
             _bad(source, "infer.tta", flip, f"a list of {', '.join(TTA_FLIPS)}")
@@ -176,6 +177,25 @@ def _check_cross_fields(p: Params, source: str) -> None:
         _bad(source, "infer.tta", [], "at least one of " + ", ".join(TTA_FLIPS))
     if p.data.source == "local" and not p.data.path:
         _bad(source, "data.path", "", "a Kaggle zip or folder when data.source is local")
+    if p.train.scheduler == "cosine":
+        if p.train.min_lr > p.lr:
+            _bad(source, "train.min_lr", p.train.min_lr, f"<= lr ({p.lr:g}): the cosine decays from lr to min_lr")
+        if p.train.warmup_epochs >= p.epochs:
+            _bad(source, "train.warmup_epochs", p.train.warmup_epochs,
+                 f"< epochs ({p.epochs}), or the warmup never reaches lr")
+
+
+def _check_folds(folds: list[int], n_splits: int, source: str) -> None:
+    """``folds`` picks which of the ``n_splits`` folds train: any non-empty subset, each once."""
+    expected = f"a non-empty list of distinct folds in 0..{n_splits - 1} (n_splits is {n_splits})"
+    if not folds or len(set(folds)) != len(folds) or not all(0 <= k < n_splits for k in folds):
+        _bad(source, "folds", folds, expected)
+
+
+def _check_files(p: Params, source: str) -> None:
+    """Local files params point to, checked at load so the first stage that runs refuses them."""
+    if p.train.weights and not Path(p.train.weights).is_file():
+        _bad(source, "train.weights", p.train.weights, "a local weights file that exists (or \"\")")
 
 
 def _check_names(p: Params, source: str) -> None:

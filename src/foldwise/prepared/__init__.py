@@ -41,12 +41,15 @@ def meta_matrix(index: pd.DataFrame) -> np.ndarray:
     return index[cols].to_numpy(dtype=np.float32) if cols else np.zeros((len(index), 0), np.float32)
 
 
-def read_folds(path: Path, index: pd.DataFrame) -> np.ndarray:
-    """Fold number per index row, from ``folds.csv`` (id, fold)."""
+def read_folds(path: Path, index: pd.DataFrame, n_splits: int | None = None) -> np.ndarray:
+    """Fold number per index row, from ``folds.csv`` (id, fold); with ``n_splits``, the file must hold
+    exactly folds 0..n_splits-1 (a split made with another n_splits is stale)."""
     if not path.is_file():
         raise FoldwiseError(f"{path}: missing; run the split stage")
     folds = pd.read_csv(path, dtype={"id": str}).set_index("id")["fold"]
     missing = ~index["id"].isin(folds.index)
     if missing.any():
         raise FoldwiseError(f"{path}: no fold for id {index['id'][missing].iloc[0]!r}; rerun the split stage")
+    if n_splits is not None and sorted(folds.unique().tolist()) != list(range(n_splits)):
+        raise FoldwiseError(f"{path}: holds {folds.nunique()} folds but n_splits is {n_splits}; rerun the split stage")
     return folds.loc[index["id"]].to_numpy()

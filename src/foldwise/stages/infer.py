@@ -1,4 +1,5 @@
-"""Stage ``infer``: every fold model predicts the test set (with TTA); predictions are averaged.
+"""Stage ``infer``: every trained fold model (``folds``) predicts the test set (with TTA); predictions
+are averaged.
 
 params: task, folds, infer (tta, batch_size)
 deps:   data/prepared/, data/models/
@@ -42,7 +43,8 @@ def main(argv: list[str] | None = None) -> None:
     preds = pd.DataFrame(total / len(p.folds), columns=task.pred_columns)
     preds.insert(0, "id", index["id"])
     write_csv(preds, args.out)
-    print(f"infer: {len(index)} test samples x {len(p.folds)} fold models x {len(p.infer.tta)} TTA views")
+    print(f"infer: {len(index)} test samples x {len(p.folds)} fold models (folds {sorted(p.folds)} "
+          f"of {p.n_splits}) x {len(p.infer.tta)} TTA views")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,14 @@
-"""Stage ``oof``: out-of-fold predictions of every fold model (with TTA) and the CV score.
+"""Stage ``oof``: out-of-fold predictions of every trained fold model (with TTA) and the CV score.
+
+Only the folds in ``folds`` are scored: with ``folds: [0]`` of ``n_splits: 5`` the CV score is fold 0's
+rows alone, and ``cv/n_folds`` says so.
 
 params: task, folds, infer (tta, batch_size)
 deps:   data/prepared/, data/folds.csv, data/models/
-outs:   data/oof.csv (id, fold, true_<col>..., <pred col>...)
-metrics/plots: metrics/oof/ ({"cv": {<metric>: ...}, "fold_<k>": {<metric>: ...}}, the task's OOF
-        plot (plots/custom/oof.json) and val_curves: every fold's per-epoch validation metric)
+outs:   data/oof.csv (id, fold, true_<col>..., <pred col>...; only the trained folds' rows)
+metrics/plots: metrics/oof/ ({"cv": {<metric>: ..., "n_folds": k}, "fold_<k>": {<metric>: ...}}, the
+        task's OOF plot (plots/custom/oof.json) and val_curves: every trained fold's per-epoch
+        validation metric)
 """
 from __future__ import annotations
 
@@ -39,6 +43,15 @@ def fold_curves(models: Path, folds: list[int], metric_key: str) -> list[dict]:
     return rows
 
 
+def coverage(folds: list[int], n_splits: int, n_scored: int, n_rows: int) -> str:
+    """What the CV score covers, e.g. ``over folds [0] (300 of 1500 rows; folds 1, 2, 3, 4 not trained)``."""
+    untrained = [k for k in range(n_splits) if k not in folds]
+    text = f"over folds {sorted(folds)} ({n_scored} of {n_rows} rows"
+    if untrained:
+        text += f"; fold{'s' if len(untrained) > 1 else ''} {', '.join(map(str, untrained))} not trained"
+    return text + ")"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--prepared", type=Path, required=True)
@@ -50,23 +63,26 @@ def main(argv: list[str] | None = None) -> None:
     p = load_params()
     task = get_task(p.task)
     index, reader = load_split(args.prepared, "train")
-    fold_of = read_folds(args.folds, index)
-    targets = index[task.target_columns].to_numpy(dtype=np.float64)
-    meta = meta_matrix(index)
+    fold_of = read_folds(args.folds, index, p.n_splits)
+    scored = np.flatnonzero(np.isin(fold_of, p.folds))  # rows of the trained folds, in index order
+    targets = index[task.target_columns].to_numpy(dtype=np.float64)[scored]
+    fold_of = fold_of[scored]
+    meta = meta_matrix(index)[scored]
     device = select_device()
-    preds = np.zeros((len(index), task.num_outputs))
+    preds = np.zeros((len(scored), task.num_outputs))
     fold_scores = {}
     for k in p.folds:
         rows = np.flatnonzero(fold_of == k)
         model = load_fold_model(args.models / f"fold_{k}", device, p.train.channels_last)
-        loader = make_eval_loader(ShardDataset(reader, rows, meta=meta[rows]), p.infer.batch_size, p.train.num_workers)
+        loader = make_eval_loader(ShardDataset(reader, scored[rows], meta=meta[rows]),
+                                  p.infer.batch_size, p.train.num_workers)
         preds[rows] = predict(model, loader, task, p, p.infer.tta, device)
         fold_scores[k] = task.metric(targets[rows], preds[rows])
         print(f"oof: fold {k}: {task.metric_name} {fold_scores[k]:.5f} (tta: {', '.join(p.infer.tta)})")
     cv = task.metric(targets, preds)
-    print(f"oof: cv {task.metric_name} {cv:.5f}")
+    print(f"oof: cv {task.metric_name} {cv:.5f} {coverage(p.folds, p.n_splits, len(scored), len(index))}")
 
-    oof = pd.DataFrame({"id": index["id"], "fold": fold_of})
+    oof = pd.DataFrame({"id": index["id"].to_numpy()[scored], "fold": fold_of})
     for j, col in enumerate(task.target_columns):
         oof[f"true_{col}"] = targets[:, j]
     for j, col in enumerate(task.pred_columns):
@@ -75,6 +91,7 @@ def main(argv: list[str] | None = None) -> None:
 
     with Live(dir=str(args.live), dvcyaml=False, save_dvc_exp=False, report=None) as live:
         live.log_metric(f"cv/{task.metric_name}", cv, plot=False)
+        live.log_metric("cv/n_folds", len(p.folds), plot=False)
         for k, score in fold_scores.items():
             live.log_metric(f"fold_{k}/{task.metric_name}", score, plot=False)
         live.log_plot("val_curves", fold_curves(args.models, p.folds, f"val/{task.metric_name}"),

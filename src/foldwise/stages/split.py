@@ -1,6 +1,6 @@
 """Stage ``split``: assign every training sample to a fold, stratified (and grouped where the task has groups).
 
-params: seed, folds
+params: seed, n_splits (not folds: which folds train does not change the split)
 deps:   data/prepared/train.csv
 outs:   data/folds.csv (id, fold)
 """
@@ -61,10 +61,10 @@ def main(argv: list[str] | None = None) -> None:
     if not args.index.is_file():
         raise FoldwiseError(f"{args.index}: missing; run the preprocess stage")
     index = pd.read_csv(args.index, dtype={"id": str})
-    fold = assign_folds(index, len(p.folds), p.seed)
+    fold = assign_folds(index, p.n_splits, p.seed)
     write_csv(pd.DataFrame({"id": index["id"], "fold": fold}), args.out)
-    sizes = np.bincount(fold, minlength=len(p.folds))
-    print(f"split: {len(index)} samples into {len(p.folds)} folds of sizes {sizes.tolist()}")
+    sizes = np.bincount(fold, minlength=p.n_splits)
+    print(f"split: {len(index)} samples into {p.n_splits} folds of sizes {sizes.tolist()}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Stage ``train@k``: fit one fold and keep its best epoch's weights and validation predictions.
 
-params: task, seed, folds, model, img_size, epochs, batch_size, lr, weight_decay, train, augment
+params: task, seed, model, img_size, epochs, batch_size, lr, weight_decay, train, augment
 deps:   data/prepared/, data/folds.csv
 outs:   data/models/fold_<k>/ (model.pt, val_preds.csv, history.csv)
 metrics/plots: metrics/train/fold_<k>/ (dvclive: train/loss, val/loss, val/<metric>, lr per epoch)
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
         raise FoldwiseError(f"--fold {args.fold} is not in params folds {p.folds}")
 
     index, reader = load_split(args.prepared, "train")
-    fold_of = read_folds(args.folds, index)
+    fold_of = read_folds(args.folds, index, p.n_splits)
     train_rows, val_rows = np.flatnonzero(fold_of != args.fold), np.flatnonzero(fold_of == args.fold)
     targets = index[task.target_columns].to_numpy(dtype=np.float32)
     meta = meta_matrix(index)
@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> None:
           f"{p.model} on {reader.image_shape} images")
 
     trainer = Trainer(task, p, args.fold, train_ds, labels, val_ds, reader.image_shape[-1], meta.shape[1])
-    train_params = dataclasses.replace(p, infer=None)  # inference settings do not change training
+    # Neither inference settings nor which other folds train change this fold's training.
+    train_params = dataclasses.replace(p, infer=None, folds=None)
     fingerprint = checkpoint.fingerprint(
         train_params, args.fold, [args.folds, index_path(args.prepared, "train")]
     )

@@ -139,7 +139,7 @@ class PetfinderTask(Task):
             )
         table = pd.DataFrame({"id": df["Id"].astype(str), TARGET: score.astype(float)})
         bins = sturges_bins(table[TARGET].to_numpy())
-        table["stratify"] = merge_sparse_bins(bins, min_count=len(params.folds))
+        table["stratify"] = merge_sparse_bins(bins, min_count=params.n_splits)
         if use_meta:
             for col in FLAGS:
                 table[col] = df[col].astype(float)
