@@ -57,7 +57,7 @@ def test_repro_then_experiment_reruns_only_training(tiny_repo):
     assert len(oof) == 240 and set(oof["fold"]) == {0, 1}
     metrics = json.loads((repo / "metrics/oof/metrics.json").read_text())
     assert 0.0 <= metrics["cv"]["auc"] <= 1.0
-    assert set(metrics) >= {"cv", "fold_0", "fold_1"}
+    assert set(metrics) >= {"cv", "fold_0", "fold_1"} and metrics["cv"]["n_folds"] == 2
     fold_metrics = json.loads((repo / "metrics/train/fold_0/metrics.json").read_text())
     assert set(fold_metrics["val"]) == {"loss", "auc"} and "loss" in fold_metrics["train"]
     assert (repo / "metrics/train/fold_0/plots/metrics/val/auc.tsv").is_file()
@@ -89,6 +89,20 @@ def test_repro_then_experiment_reruns_only_training(tiny_repo):
         assert "auc" in r["metrics"]["metrics/oof/metrics.json"]["data"]["cv"]
     sub_exp = pd.read_csv(repo / "data/submission.csv", dtype={"id": str})
     assert list(sub_exp["id"]) == list(sample["id"])
+
+    # Iterate on fold 0 of the same split: split does not rerun, fold 0's model (lr=1e-4) is reused,
+    # oof scores fold 0's rows only and says so.
+    one = run(["dvc", "exp", "run", "-S", "folds=[0]"], repo)
+    for stage in ("split", "train@0", "train@1"):
+        assert f"Running stage '{stage}'" not in one.stdout
+    for stage in ("oof", "infer", "submit"):
+        assert f"Running stage '{stage}'" in one.stdout
+    folds = pd.read_csv(repo / "data/folds.csv", dtype={"id": str})
+    oof_one = pd.read_csv(repo / "data/oof.csv", dtype={"id": str})
+    assert list(oof_one["id"]) == list(folds["id"][folds["fold"] == 0]) and set(oof_one["fold"]) == {0}
+    assert f"over folds [0] ({len(oof_one)} of 240 rows; fold 1 not trained)" in one.stdout
+    metrics = json.loads((repo / "metrics/oof/metrics.json").read_text())
+    assert metrics["cv"]["n_folds"] == 1 and "fold_1" not in metrics
 
 
 def digest(path: Path) -> str:

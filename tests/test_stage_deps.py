@@ -7,7 +7,7 @@ the stage's declared deps. A new import that dvc.yaml misses fails here, not as 
 
 Not probed: the params loader also imports the task module to resolve ``augment.train: auto``.
 That is why split, which never looks its task up, does not depend on tasks/: the resolved list does
-not reach its output (folds.csv depends on seed, folds and the prepared index only).
+not reach its output (folds.csv depends on seed, n_splits and the prepared index only).
 """
 from __future__ import annotations
 
