@@ -195,7 +195,7 @@ class Trainer:
     # ---- the fold -------------------------------------------------------------------------------
     def fit(self, live: Any, ckpt_dir: Path, fingerprint: str, log=print) -> FoldResult:
         """Train every epoch (or resume). Under DDP every rank runs this; only rank 0 logs to
-        ``live`` (pass a no-op on the others), prints and writes the checkpoint."""
+        ``live`` (the others may pass None), prints and writes the checkpoint."""
         p, task, main = self.p, self.task, self.ctx.is_main
         if not main:
             log = _silent
@@ -213,7 +213,8 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
             history, best, start = state["history"], state["best"], state["epoch"] + 1
             for row in history:  # the live dir was wiped by DVC: replay the finished epochs
-                _log_epoch(live, row)
+                if main:
+                    _log_epoch(live, row)
 
         stopped_early = False
         for epoch in range(start, p.epochs):
@@ -226,7 +227,8 @@ class Trainer:
             score = task.metric(self.val_targets, val_preds)
             row = {"train/loss": train_loss, "val/loss": val_loss, metric_key: score, "lr": lr}
             history.append(row)
-            _log_epoch(live, row)
+            if main:
+                _log_epoch(live, row)
             improved = task.is_better(score, best["score"])
             if improved:
                 best = {"score": score, "epoch": epoch, "preds": val_preds,
@@ -245,7 +247,8 @@ class Trainer:
                     f"no improvement on {metric_key} for {p.train.patience} epochs, best was epoch {best['epoch'] + 1}")
                 stopped_early = True
                 break
-        live.summary["best"] = {task.metric_name: best["score"], "epoch": best["epoch"] + 1}
+        if main:
+            live.summary["best"] = {task.metric_name: best["score"], "epoch": best["epoch"] + 1}
         self.model.load_state_dict(best["state"])  # restore the best weights
         return FoldResult(best["epoch"], best["score"], best["preds"], best["state"], history, stopped_early)
 

@@ -59,19 +59,6 @@ def main(argv: list[str] | None = None) -> None:
     distributed.teardown()  # not on errors: a rank that raises exits, and torchrun stops the others
 
 
-class _NoLive:
-    """What Trainer.fit needs of a dvclive Live, for ranks other than 0 (which log nothing)."""
-
-    def __init__(self):
-        self.summary: dict = {}
-
-    def log_metric(self, key, value) -> None:
-        pass
-
-    def next_step(self) -> None:
-        pass
-
-
 def _train_fold(args, p, task, ctx: distributed.Dist, device) -> None:
     index, reader = load_split(args.prepared, "train")
     fold_of = read_folds(args.folds, index)
@@ -95,7 +82,7 @@ def _train_fold(args, p, task, ctx: distributed.Dist, device) -> None:
     )
     args.checkpoint.mkdir(parents=True, exist_ok=True)
     live_context = (Live(dir=str(args.live), dvcyaml=False, save_dvc_exp=False, report=None) if ctx.is_main
-                    else contextlib.nullcontext(_NoLive()))
+                    else contextlib.nullcontext())  # other ranks must not even create the dvclive folder
     with live_context as live:
         result = trainer.fit(live, args.checkpoint, fingerprint)
     if not ctx.is_main:
