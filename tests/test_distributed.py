@@ -263,3 +263,20 @@ def test_dvc_repro_with_two_processes_per_fold_matches_oof(tiny_repo):
         rows = (repo / f"metrics/train/fold_{k}/plots/metrics/val/auc.tsv").read_text().splitlines()
         assert len(rows) == 1 + 2
     assert (repo / "data/submission.csv").is_file()
+
+
+@pytest.mark.parametrize("local_rank, printed", [("0", True), ("1", False)])
+def test_a_worker_error_is_printed_by_local_rank_0_only(monkeypatch, capsys, local_rank, printed):
+    from foldwise.core.errors import run_stage
+
+    monkeypatch.delenv("FOLDWISE_DEBUG", raising=False)
+    monkeypatch.setenv("LOCAL_RANK", local_rank)
+
+    def main():
+        raise FoldwiseError("data/folds.csv: no fold for id 'x'")
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_stage("train", main)
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err == ("foldwise train: error: data/folds.csv: no fold for id 'x'\n" if printed else "")
