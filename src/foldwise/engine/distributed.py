@@ -64,6 +64,9 @@ def setup(use_cuda: bool) -> tuple[Dist, torch.device]:
     CPU ranks on one machine share its cores: each gets cores // local ranks intra-op threads.
     """
     ctx = from_env()
+    if use_cuda and ctx.local_rank >= torch.cuda.device_count():
+        raise FoldwiseError(f"{ctx.local_world_size} processes per machine need as many GPUs, "
+                            f"found {torch.cuda.device_count()}; lower train.nproc (or --nproc-per-node)")
     if use_cuda:
         device = torch.device("cuda", ctx.local_rank)
         torch.cuda.set_device(device)

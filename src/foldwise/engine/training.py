@@ -15,10 +15,10 @@ from tqdm import tqdm
 
 from . import checkpoint, distributed
 from .datasets import ShardDataset, to_model_layout
+from .distributed import Dist, ShardedBatchSampler, epoch_order, shard_rows
 from .inference import autocast
 from .mixing import mix_batch
 from .models import create_model
-from .distributed import Dist, ShardedBatchSampler, epoch_order, shard_rows
 from .runtime import (autocast_dtype, configure_determinism, derive_seed, resolve_num_workers, seed_everything,
                       select_device)
 from .schedules import LrSchedule, build_optimizer, optimizer_steps_per_epoch
