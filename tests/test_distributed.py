@@ -18,7 +18,7 @@ import torch
 
 from conftest import pipeline_env, run
 from foldwise.core.errors import FoldwiseError
-from foldwise.engine import checkpoint, runtime, training
+from foldwise.engine import checkpoint, distributed, runtime, training
 from foldwise.engine.datasets import ShardDataset
 from foldwise.engine.distributed import Dist, ShardedBatchSampler, epoch_order, shard_rows
 from foldwise.engine.inference import predict
@@ -85,6 +85,20 @@ def test_val_shards_cover_the_rows_once_in_order(n, world):
     parts = [shard_rows(n, r, world) for r in range(world)]
     assert np.concatenate(parts).tolist() == list(range(n))  # no padding duplicates, original order
     assert max(map(len, parts)) - min(map(len, parts)) <= 1
+
+
+def test_launch_env_is_read_and_ddp_on_cuda_needs_a_gpu_per_process(monkeypatch):
+    for name in distributed.LAUNCH_ENV:
+        monkeypatch.delenv(name, raising=False)
+    assert not distributed.launched() and distributed.from_env() == Dist()
+    env = {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2",
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert distributed.launched() and distributed.from_env() == Dist(3, 4, 1, 2)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(FoldwiseError, match="2 processes per machine need as many GPUs, found 1"):
+        distributed.setup(use_cuda=True)
 
 
 # ---- loader options per device ------------------------------------------------------------------
