@@ -8,7 +8,9 @@ gloo processes with cores // nproc threads each, as ``train.nproc`` runs them. E
 warm-up epoch, then times one epoch (``Trainer.train_epoch`` + ``validate``: the sharded loader, the
 gradient all-reduce, the BN sync and the gathered validation). Process start-up (imports, the
 rendezvous) is not in the figure; it costs a few seconds per fold. Prints seconds per epoch and the
-DDP / single ratio per round, and the median ratio.
+DDP / single ratio per round, and the median ratio. ``--one-thread`` adds a third side, one process
+with one thread: on a machine whose cores other jobs also use, a multi-threaded process loses more
+to waiting threads than single-threaded ones, which this column shows.
 """
 from __future__ import annotations
 
@@ -95,6 +97,7 @@ def main() -> None:
     parser.add_argument("--model", default=raw["model"])
     parser.add_argument("--img-size", type=int, default=raw["img_size"])
     parser.add_argument("--batch-size", type=int, default=raw["batch_size"])
+    parser.add_argument("--one-thread", action="store_true")
     args = parser.parse_args()
     raw.update(model=args.model, img_size=args.img_size, batch_size=args.batch_size, task="seti")
     raw["train"] = {**raw["train"], "nproc": args.nproc}
@@ -103,7 +106,7 @@ def main() -> None:
           f"({args.n_train - len(range(0, args.n_train, 5))} train / {len(range(0, args.n_train, 5))} val), "
           f"{cpu_cores()} cores: 1 process x {cpu_cores()} threads vs {args.nproc} processes x "
           f"{max(1, cpu_cores() // args.nproc)} threads")
-    print("round  single s/epoch  ddp s/epoch  ddp/single")
+    print("round  single s/epoch  ddp s/epoch  ddp/single" + ("  1-thread s/epoch" if args.one_thread else ""))
     ratios = []
     with tempfile.TemporaryDirectory() as tmp:
         make_data(Path(tmp), args.n_train, raw)
@@ -113,7 +116,11 @@ def main() -> None:
             torch.multiprocessing.spawn(ddp_worker, args=(args.nproc, free_port(), tmp, raw), nprocs=args.nproc)
             ddp = float((Path(tmp) / "ddp_seconds").read_text())
             ratios.append(ddp / single)
-            print(f"{r:5d}  {single:14.2f}  {ddp:11.2f}  {ratios[-1]:.3f}")
+            one = ""
+            if args.one_thread:
+                torch.set_num_threads(1)
+                one = f"  {timed_epochs(Path(tmp), raw, Dist()):16.2f}"
+            print(f"{r:5d}  {single:14.2f}  {ddp:11.2f}  {ratios[-1]:10.3f}{one}")
     print(f"median ratio ddp/single epoch time: {float(np.median(ratios)):.3f}")
 
 
