@@ -24,6 +24,9 @@ from .runtime import (autocast_dtype, configure_determinism, derive_seed, resolv
 from .schedules import LrSchedule, build_optimizer, optimizer_steps_per_epoch
 
 
+POSTFIX_EVERY = 20  # batches between progress-bar loss updates (each one syncs with the GPU)
+
+
 @dataclass
 class FoldResult:
     best_epoch: int  # 0-based
@@ -141,7 +144,8 @@ class Trainer:
         mix_rng = np.random.default_rng(rank_seed)
         loader = make_train_loader(self.train_ds, self.train_labels, p, seed, self.ctx, self.device)
         self.model.train()
-        total, count = 0.0, 0
+        # the loss is summed on the device: a .item() per batch would make the CPU wait for the GPU
+        total, count = torch.zeros((), dtype=torch.float64, device=self.device), 0
         self.optimizer.zero_grad(set_to_none=True)
         for i, batch in enumerate(loader):
             images = to_model_layout(batch["image"], p.train.channels_last).to(self.device, non_blocking=True)
@@ -154,11 +158,13 @@ class Trainer:
             self.scaler.scale(loss / p.train.grad_accum).backward()
             if (i + 1) % p.train.grad_accum == 0 or i + 1 == len(loader):
                 self._optimizer_step()
-            total += loss.item() * len(images)
+            total += loss.detach().double() * len(images)
             count += len(images)
             if bar is not None:
-                bar.set_postfix(loss=f"{total / count:.4f}", lr=f"{self.schedule.lr:.2e}", refresh=False)
+                if i % POSTFIX_EVERY == 0 or i + 1 == len(loader):
+                    bar.set_postfix(loss=f"{total.item() / count:.4f}", lr=f"{self.schedule.lr:.2e}", refresh=False)
                 bar.update(1)
+        total = total.item()
         if self.ctx.enabled:
             total, count = distributed.sum_over_ranks(total, count)  # the loss over the global epoch
             distributed.average_bn_stats(self.model)
