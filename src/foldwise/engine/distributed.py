@@ -90,8 +90,8 @@ def teardown() -> None:
 def launch(nproc: int, module: str, argv: list[str]) -> None:
     """Run ``python -m module *argv`` as ``nproc`` workers on this machine (torchrun --standalone).
 
-    Workers print their own errors (one line, from local rank 0); a worker killed or crashing with
-    another exit code is reported here. Raises SystemExit with the failing worker's exit code.
+    Workers print their own errors (one line, from local rank 0) and exit with 1: then this raises
+    SystemExit(1) quietly. A worker killed or ending with another code raises FoldwiseError naming it.
     """
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
