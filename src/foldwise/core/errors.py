@@ -31,5 +31,7 @@ def run_stage(stage: str, main: Callable[[], None]) -> None:
 def _fail(stage: str, message: str, exc: BaseException | None, code: int = 1) -> None:
     if exc is not None and os.environ.get("FOLDWISE_DEBUG"):
         raise exc
+    if os.environ.get("LOCAL_RANK", "0") != "0":  # a DDP worker: local rank 0 says it once per machine
+        sys.exit(code)
     print(f"foldwise {stage}: error: {message}", file=sys.stderr)
     sys.exit(code)

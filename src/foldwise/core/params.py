@@ -70,7 +70,9 @@ class TrainParams:
     compile: bool = False
     grad_accum: int = bounded(1, lo=1)
     clip_grad: float = bounded(0.0, lo=0.0)
-    num_workers: int = bounded(0, lo=0)
+    num_workers: int | str = field(default=0, metadata={"keywords": ("auto",), "lo": 0})  # or auto: cores per process
+    nproc: int = bounded(1, lo=1)  # DDP processes for one fold (torchrun on this machine)
+    sync_bn: bool = False  # SyncBatchNorm across DDP processes (CUDA only)
     deterministic: bool = True
     pretrained: bool = False
     weights: str = ""  # optional local weights file for the timm model (never downloaded)
@@ -175,6 +177,8 @@ def _check_cross_fields(p: Params, source: str) -> None:
             _bad(source, "infer.tta", flip, f"a list of {', '.join(TTA_FLIPS)}")
     if not p.infer.tta:
         _bad(source, "infer.tta", [], "at least one of " + ", ".join(TTA_FLIPS))
+    if p.batch_size < p.train.nproc:
+        _bad(source, "batch_size", p.batch_size, f">= train.nproc ({p.train.nproc}): it is the global batch, split over the processes")
     if p.data.source == "local" and not p.data.path:
         _bad(source, "data.path", "", "a Kaggle zip or folder when data.source is local")
     if p.train.scheduler == "cosine":
@@ -236,13 +240,21 @@ def _convert(hint: Any, value: Any, f: dataclasses.Field, key: str, source: str)
             raise FoldwiseError(f"{source}: '{key}' must be a mapping, got {value!r}")
         return _build(hint, value, prefix=key + ".", source=source)
     origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):  # a keyword or a list, e.g. augment.train: auto
-        if isinstance(value, str):
-            if value not in f.metadata["keywords"]:
-                _bad(source, key, value, f"{' or '.join(f.metadata['keywords'])} or a list")
+    if origin in (typing.Union, types.UnionType):  # a keyword or a value: augment.train, train.num_workers
+        keywords = f.metadata["keywords"]
+        if isinstance(value, str) and value in keywords:
             return value
-        (hint,) = [a for a in typing.get_args(hint) if typing.get_origin(a) is list]
-        origin = list
+        (hint,) = [a for a in typing.get_args(hint) if a is not str]
+        origin = typing.get_origin(hint)
+        if origin is not list:
+            try:
+                converted = _scalar(hint, value, key, source)
+            except FoldwiseError:
+                _bad(source, key, value, f"{' or '.join(keywords)} or {'an integer' if hint is int else 'a number'}")
+            _check_range(converted, f.metadata, key, source)
+            return converted
+        if isinstance(value, str):
+            _bad(source, key, value, f"{' or '.join(keywords)} or a list")
     if origin is list:
         if not isinstance(value, list):
             _bad(source, key, value, "a list")

@@ -13,6 +13,22 @@ def select_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def cpu_cores() -> int:
+    """Cores this process may run on (its affinity mask, not the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def resolve_num_workers(setting: int | str, device: torch.device, processes_per_machine: int = 1) -> int:
+    """DataLoader workers for ``train.num_workers``. ``auto``: on CUDA the cores each process has,
+    less one for the process itself, at most 8; on CPU 0, since the model's intra-op threads already
+    use every core and a worker process only takes cores from them."""
+    if setting != "auto":
+        return int(setting)
+    if device.type != "cuda":
+        return 0
+    return max(0, min(8, cpu_cores() // max(1, processes_per_machine) - 1))
+
+
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``train.amp``; always None on CPU (bf16 autocast is ~20x slower there)."""
     if device.type != "cuda" or amp == "none":

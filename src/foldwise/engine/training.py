@@ -9,16 +9,22 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Subset, WeightedRandomSampler
 from tqdm import tqdm
 
-from . import checkpoint
+from . import checkpoint, distributed
 from .datasets import ShardDataset, to_model_layout
+from .distributed import Dist, ShardedBatchSampler, epoch_order, shard_rows
 from .inference import autocast
 from .mixing import mix_batch
 from .models import create_model
-from .runtime import autocast_dtype, configure_determinism, derive_seed, seed_everything, select_device
+from .runtime import (autocast_dtype, configure_determinism, derive_seed, resolve_num_workers, seed_everything,
+                      select_device)
 from .schedules import LrSchedule, build_optimizer, optimizer_steps_per_epoch
+
+
+POSTFIX_EVERY = 20  # batches between progress-bar loss updates (each one syncs with the GPU)
 
 
 @dataclass
@@ -31,10 +37,15 @@ class FoldResult:
     stopped_early: bool = False
 
 
+def balanced_weights(labels: np.ndarray) -> np.ndarray:
+    """(N,) sampling weights 1 / class count: every class is drawn equally often."""
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    return 1.0 / counts[inverse]
+
+
 def balanced_sampler(labels: np.ndarray, generator: torch.Generator) -> WeightedRandomSampler:
     """Draws each class equally often over an epoch (weights 1 / class count, with replacement)."""
-    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    weights = torch.as_tensor(1.0 / counts[inverse], dtype=torch.double)
+    weights = torch.as_tensor(balanced_weights(labels), dtype=torch.double)
     return WeightedRandomSampler(weights, num_samples=len(labels), replacement=True, generator=generator)
 
 
@@ -46,43 +57,77 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
-def make_train_loader(dataset: ShardDataset, labels: np.ndarray, p: Any, seed: int) -> DataLoader:
+def loader_options(num_workers: int | str, device: torch.device | None, processes_per_machine: int = 1) -> dict:
+    """DataLoader keywords for the device: pinned memory (so ``.to(non_blocking=True)`` overlaps the
+    copy) on CUDA, ``train.num_workers`` resolved (``auto``)."""
+    device = device or torch.device("cpu")
+    return {"num_workers": resolve_num_workers(num_workers, device, processes_per_machine),
+            "pin_memory": device.type == "cuda"}
+
+
+def make_train_loader(dataset: ShardDataset, labels: np.ndarray, p: Any, seed: int, ctx: Dist = Dist(),
+                      device: torch.device | None = None) -> DataLoader:
+    """The epoch's loader; its order depends only on ``seed``. Under DDP (``ctx.enabled``) each rank
+    gets its part of every global batch of ``p.batch_size`` (distributed.ShardedBatchSampler)."""
     generator = torch.Generator().manual_seed(seed)
+    options = loader_options(p.train.num_workers, device, ctx.local_world_size)
+    if ctx.enabled:
+        weights = balanced_weights(labels) if p.train.sampler == "balanced" else None
+        batches = ShardedBatchSampler(epoch_order(len(dataset), weights, generator), p.batch_size,
+                                      ctx.rank, ctx.world_size)
+        return DataLoader(dataset, batch_sampler=batches, generator=generator, worker_init_fn=_seed_worker,
+                          **options)
     sampler = balanced_sampler(labels, generator) if p.train.sampler == "balanced" else None
     return DataLoader(
         dataset, batch_size=p.batch_size, shuffle=sampler is None, sampler=sampler,
-        generator=generator, drop_last=len(dataset) > p.batch_size, num_workers=p.train.num_workers,
-        worker_init_fn=_seed_worker,
+        generator=generator, drop_last=len(dataset) > p.batch_size,
+        worker_init_fn=_seed_worker, **options,
     )
 
 
-def make_eval_loader(dataset: ShardDataset, batch_size: int, num_workers: int) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+def make_eval_loader(dataset: ShardDataset, batch_size: int, num_workers: int | str,
+                     device: torch.device | None = None, processes_per_machine: int = 1) -> DataLoader:
+    """In-order batches; workers (if any) persist across epochs, since this loader is reused."""
+    options = loader_options(num_workers, device, processes_per_machine)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False,
+                      persistent_workers=options["num_workers"] > 0, **options)
 
 
 class Trainer:
     """Trains ``task``'s model on one fold, logging per epoch to a dvclive ``Live``."""
 
     def __init__(self, task, p, fold: int, train_ds: ShardDataset, train_labels: np.ndarray,
-                 val_ds: ShardDataset, in_chans: int, n_meta: int):
-        self.task, self.p, self.fold = task, p, fold
+                 val_ds: ShardDataset, in_chans: int, n_meta: int, ctx: Dist = Dist(),
+                 device: torch.device | None = None):
+        self.task, self.p, self.fold, self.ctx = task, p, fold, ctx
         self.train_ds, self.train_labels, self.val_ds = train_ds, train_labels, val_ds
-        self.device = select_device()
+        self.device = device or select_device()
         self.amp_dtype = autocast_dtype(p.train.amp, self.device)
         configure_determinism(p.train.deterministic)
         seed_everything(derive_seed(p.seed, fold, "init"))
         self.model_config = {"model": p.model, "in_chans": in_chans, "num_outputs": task.num_outputs, "n_meta": n_meta}
         self.model = create_model(p.model, in_chans, task.num_outputs, n_meta, p.train.pretrained, p.train.weights)
+        if ctx.enabled and p.train.sync_bn:
+            from timm.layers import convert_sync_batchnorm  # also converts timm's BatchNormAct2d
+
+            self.model = convert_sync_batchnorm(self.model)
         self.model.to(self.device)
         if p.train.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.forward = torch.compile(self.model) if p.train.compile else self.model
+        self.forward = torch.compile(self.model) if p.train.compile else self.model  # eval: this rank's rows
+        self.train_forward = self.forward
+        if ctx.enabled:  # gradients averaged over ranks; BN buffers are synced per epoch instead of per step
+            ddp = DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda" else None,
+                                          forward_sync_buffers=False)
+            self.train_forward = torch.compile(ddp) if p.train.compile else ddp
         self.optimizer = build_optimizer(self.model, p)
-        self.batches_per_epoch = len(make_train_loader(train_ds, train_labels, p, 0))
+        self.batches_per_epoch = len(make_train_loader(train_ds, train_labels, p, 0, ctx, self.device))
         self.schedule = LrSchedule(self.optimizer, p, optimizer_steps_per_epoch(self.batches_per_epoch, p.train.grad_accum))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.loss_fn = task.loss(p).to(self.device)
-        self.val_loader = make_eval_loader(val_ds, p.infer.batch_size, p.train.num_workers)
+        val_part = Subset(val_ds, shard_rows(len(val_ds), ctx.rank, ctx.world_size).tolist()) if ctx.enabled else val_ds
+        self.val_loader = make_eval_loader(val_part, p.infer.batch_size, p.train.num_workers, self.device,
+                                           ctx.local_world_size)
         self.val_targets = val_ds.targets
 
     # ---- one epoch ------------------------------------------------------------------------------
@@ -90,30 +135,39 @@ class Trainer:
         """One pass over the training rows; returns the mean training loss. ``bar`` advances per batch."""
         p = self.p
         seed = derive_seed(p.seed, self.fold, epoch)
-        seed_everything(seed)  # every epoch starts from its own seed, so a resumed run matches exactly
+        # every epoch starts from its own seed, so a resumed run matches exactly; the sample order
+        # (seed) is shared by all ranks, the augmentation draws (rank_seed) differ per rank
+        rank_seed = derive_seed(seed, "rank", self.ctx.rank) if self.ctx.rank else seed
+        seed_everything(rank_seed)
         if self.train_ds.transform is not None:
-            self.train_ds.transform.set_random_seed(seed)
-        mix_rng = np.random.default_rng(seed)
-        loader = make_train_loader(self.train_ds, self.train_labels, p, seed)
+            self.train_ds.transform.set_random_seed(rank_seed)
+        mix_rng = np.random.default_rng(rank_seed)
+        loader = make_train_loader(self.train_ds, self.train_labels, p, seed, self.ctx, self.device)
         self.model.train()
-        total, count = 0.0, 0
+        # the loss is summed on the device: a .item() per batch would make the CPU wait for the GPU
+        total, count = torch.zeros((), dtype=torch.float64, device=self.device), 0
         self.optimizer.zero_grad(set_to_none=True)
         for i, batch in enumerate(loader):
-            images = to_model_layout(batch["image"], p.train.channels_last).to(self.device)
-            targets = batch["target"].to(self.device)
-            meta = batch["meta"].to(self.device) if "meta" in batch else None
+            images = to_model_layout(batch["image"], p.train.channels_last).to(self.device, non_blocking=True)
+            targets = batch["target"].to(self.device, non_blocking=True)
+            meta = batch["meta"].to(self.device, non_blocking=True) if "meta" in batch else None
             if p.augment.cutmix_p or p.augment.mixup_p:
                 images, targets = mix_batch(images, targets, p.augment, mix_rng)
             with autocast(self.device, self.amp_dtype):
-                loss = self.loss_fn(self.forward(images, meta), targets)
+                loss = self.loss_fn(self.train_forward(images, meta), targets)
             self.scaler.scale(loss / p.train.grad_accum).backward()
             if (i + 1) % p.train.grad_accum == 0 or i + 1 == len(loader):
                 self._optimizer_step()
-            total += loss.item() * len(images)
+            total += loss.detach().double() * len(images)
             count += len(images)
             if bar is not None:
-                bar.set_postfix(loss=f"{total / count:.4f}", lr=f"{self.schedule.lr:.2e}", refresh=False)
+                if i % POSTFIX_EVERY == 0 or i + 1 == len(loader):
+                    bar.set_postfix(loss=f"{total.item() / count:.4f}", lr=f"{self.schedule.lr:.2e}", refresh=False)
                 bar.update(1)
+        total = total.item()
+        if self.ctx.enabled:
+            total, count = distributed.sum_over_ranks(total, count)  # the loss over the global epoch
+            distributed.average_bn_stats(self.model)
         return total / max(count, 1)
 
     def _optimizer_step(self) -> None:
@@ -127,21 +181,30 @@ class Trainer:
 
     @torch.inference_mode()
     def validate(self) -> tuple[float, np.ndarray]:
-        """(mean validation loss, predictions (N_val, P)) without TTA."""
+        """(mean validation loss, predictions (N_val, P)) without TTA. Under DDP each rank predicts
+        its shard of the rows and every rank gets all of them back, in the original order."""
         self.model.eval()
         losses, preds = [], []
         for batch in self.val_loader:
-            images = to_model_layout(batch["image"], self.p.train.channels_last).to(self.device)
-            meta = batch["meta"].to(self.device) if "meta" in batch else None
+            images = to_model_layout(batch["image"], self.p.train.channels_last).to(self.device, non_blocking=True)
+            meta = batch["meta"].to(self.device, non_blocking=True) if "meta" in batch else None
             with autocast(self.device, self.amp_dtype):
                 logits = self.forward(images, meta).float()
             losses.append(self.loss_fn(logits, batch["target"].to(self.device)).item() * len(images))
             preds.append(self.task.predict(logits, self.p).cpu().numpy())
-        return sum(losses) / len(self.val_ds), np.concatenate(preds).astype(np.float64)
+        loss_sum, preds = sum(losses), np.concatenate(preds).astype(np.float64)
+        if self.ctx.enabled:
+            (loss_sum,) = distributed.sum_over_ranks(loss_sum)
+            preds = distributed.gather_rows(preds)
+        return loss_sum / len(self.val_ds), preds
 
     # ---- the fold -------------------------------------------------------------------------------
     def fit(self, live: Any, ckpt_dir: Path, fingerprint: str, log=print) -> FoldResult:
-        p, task = self.p, self.task
+        """Train every epoch (or resume). Under DDP every rank runs this; only rank 0 logs to
+        ``live`` (the others may pass None), prints and writes the checkpoint."""
+        p, task, main = self.p, self.task, self.ctx.is_main
+        if not main:
+            log = _silent
         metric_key = f"val/{task.metric_name}"
         state, message = checkpoint.load(ckpt_dir, fingerprint)
         if message:
@@ -156,20 +219,22 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
             history, best, start = state["history"], state["best"], state["epoch"] + 1
             for row in history:  # the live dir was wiped by DVC: replay the finished epochs
-                _log_epoch(live, row)
+                if main:
+                    _log_epoch(live, row)
 
         stopped_early = False
         for epoch in range(start, p.epochs):
             # the bar stays open through validation so its last line shows the epoch's metric
             bar = tqdm(total=self.batches_per_epoch, desc=f"fold {self.fold} epoch {epoch + 1}/{p.epochs}",
-                       file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
+                       file=sys.stderr, mininterval=1.0, dynamic_ncols=True, disable=not main)
             train_loss = self.train_epoch(epoch, bar)
             lr = self.schedule.lr
             val_loss, val_preds = self.validate()
             score = task.metric(self.val_targets, val_preds)
             row = {"train/loss": train_loss, "val/loss": val_loss, metric_key: score, "lr": lr}
             history.append(row)
-            _log_epoch(live, row)
+            if main:
+                _log_epoch(live, row)
             improved = task.is_better(score, best["score"])
             if improved:
                 best = {"score": score, "epoch": epoch, "preds": val_preds,
@@ -177,19 +242,25 @@ class Trainer:
             bar.set_postfix(loss=f"{train_loss:.4f}", val_loss=f"{val_loss:.4f}",
                             **{metric_key.replace("/", "_"): f"{score:.4f}"}, best="*" if improved else "")
             bar.close()
-            checkpoint.save(ckpt_dir, {
-                "fingerprint": fingerprint, "epoch": epoch, "history": history, "best": best,
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "schedule": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
-            })
+            if main:
+                checkpoint.save(ckpt_dir, {
+                    "fingerprint": fingerprint, "epoch": epoch, "history": history, "best": best,
+                    "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                    "schedule": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
+                })
             if p.train.early_stopping and epoch - best["epoch"] >= p.train.patience:
                 log(f"fold {self.fold}: early stopping after epoch {epoch + 1}; "
                     f"no improvement on {metric_key} for {p.train.patience} epochs, best was epoch {best['epoch'] + 1}")
                 stopped_early = True
                 break
-        live.summary["best"] = {task.metric_name: best["score"], "epoch": best["epoch"] + 1}
+        if main:
+            live.summary["best"] = {task.metric_name: best["score"], "epoch": best["epoch"] + 1}
         self.model.load_state_dict(best["state"])  # restore the best weights
         return FoldResult(best["epoch"], best["score"], best["preds"], best["state"], history, stopped_early)
+
+
+def _silent(message: str) -> None:
+    pass
 
 
 def _log_epoch(live: Any, row: dict) -> None:

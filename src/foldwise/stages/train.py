@@ -5,11 +5,16 @@ deps:   data/prepared/, data/folds.csv
 outs:   data/models/fold_<k>/ (model.pt, val_preds.csv, history.csv)
 metrics/plots: metrics/train/fold_<k>/ (dvclive: train/loss, val/loss, val/<metric>, lr per epoch)
 A last-epoch checkpoint in --checkpoint lets a killed run resume; it is removed when the fold ends.
+With train.nproc > 1 the stage relaunches itself under torchrun (DDP, one fold over N processes);
+started under torchrun already (RANK, WORLD_SIZE set: several machines), it joins that launch.
+Only rank 0 writes outputs, checkpoints and dvclive files.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +24,10 @@ from dvclive import Live
 from ..core.atomic import atomic_dir, write_csv
 from ..core.errors import FoldwiseError, run_stage
 from ..core.params import load_params
-from ..engine import checkpoint
+from ..engine import checkpoint, distributed
 from ..engine.datasets import ShardDataset
 from ..engine.inference import MODEL_FILE, save_fold_model
+from ..engine.runtime import select_device
 from ..engine.training import Trainer
 from ..engine.transforms import build_train_transform
 from ..prepared import index_path, load_split, meta_matrix, read_folds
@@ -41,7 +47,19 @@ def main(argv: list[str] | None = None) -> None:
     task = get_task(p.task)
     if args.fold not in p.folds:
         raise FoldwiseError(f"--fold {args.fold} is not in params folds {p.folds}")
+    if p.train.nproc > 1 and not distributed.launched():
+        distributed.launch(p.train.nproc, "foldwise.stages.train", sys.argv[1:] if argv is None else argv)
+        return
+    use_cuda = select_device().type == "cuda"
+    if p.train.sync_bn and distributed.launched() and not use_cuda:
+        raise FoldwiseError("train.sync_bn needs CUDA (torch's SyncBatchNorm); on CPU keep it false: "
+                            "BatchNorm statistics are averaged over the processes after every epoch")
+    ctx, device = distributed.setup(use_cuda)
+    _train_fold(args, p, task, ctx, device)
+    distributed.teardown()  # not on errors: a rank that raises exits, and torchrun stops the others
 
+
+def _train_fold(args, p, task, ctx: distributed.Dist, device) -> None:
     index, reader = load_split(args.prepared, "train")
     fold_of = read_folds(args.folds, index, p.n_splits)
     train_rows, val_rows = np.flatnonzero(fold_of != args.fold), np.flatnonzero(fold_of == args.fold)
@@ -51,18 +69,25 @@ def main(argv: list[str] | None = None) -> None:
                             build_train_transform(p.augment.train, p.seed))
     val_ds = ShardDataset(reader, val_rows, targets[val_rows], meta[val_rows])
     labels = index["stratify"].to_numpy()[train_rows]
-    print(f"train: fold {args.fold}: {len(train_rows)} train / {len(val_rows)} val samples, "
-          f"{p.model} on {reader.image_shape} images")
+    if ctx.is_main:
+        print(f"train: fold {args.fold}: {len(train_rows)} train / {len(val_rows)} val samples, "
+              f"{p.model} on {reader.image_shape} images"
+              + (f", DDP over {ctx.world_size} processes" if ctx.enabled else ""))
 
-    trainer = Trainer(task, p, args.fold, train_ds, labels, val_ds, reader.image_shape[-1], meta.shape[1])
+    trainer = Trainer(task, p, args.fold, train_ds, labels, val_ds, reader.image_shape[-1], meta.shape[1],
+                      ctx, device)
     # Neither inference settings nor which other folds train change this fold's training.
     train_params = dataclasses.replace(p, infer=None, folds=None)
     fingerprint = checkpoint.fingerprint(
         train_params, args.fold, [args.folds, index_path(args.prepared, "train")]
     )
     args.checkpoint.mkdir(parents=True, exist_ok=True)
-    with Live(dir=str(args.live), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+    live_context = (Live(dir=str(args.live), dvcyaml=False, save_dvc_exp=False, report=None) if ctx.is_main
+                    else contextlib.nullcontext())  # other ranks must not even create the dvclive folder
+    with live_context as live:
         result = trainer.fit(live, args.checkpoint, fingerprint)
+    if not ctx.is_main:
+        return
 
     with atomic_dir(args.out) as tmp:
         save_fold_model(tmp / MODEL_FILE, trainer.model, trainer.model_config)

@@ -1,0 +1,173 @@
+"""Data-parallel training of one fold over processes (torch DDP): launch, process group, sharding, syncs.
+
+One process per rank, started by ``torch.distributed.run`` (torchrun). ``train.nproc: N`` makes the
+train stage start that launch itself on one machine; under an outer torchrun (several machines,
+``--nnodes``/``--rdzv-endpoint``) the stage finds RANK/WORLD_SIZE set and only joins the group.
+
+``batch_size`` is global: each optimizer step sees one batch of the single-process epoch order,
+split into ``nproc`` contiguous parts, one per rank. Validation rows are split into contiguous
+shards without padding and gathered back in their original order.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from ..core.errors import FoldwiseError
+from .runtime import cpu_cores
+
+# Set by torchrun in every worker it starts; their presence means "already launched".
+LAUNCH_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+@dataclass(frozen=True)
+class Dist:
+    """Where this process sits in the launch (all zeros / ones for a plain single process)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    local_world_size: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def launched() -> bool:
+    """True inside a torchrun worker (any world size)."""
+    return all(name in os.environ for name in LAUNCH_ENV)
+
+
+def from_env() -> Dist:
+    if not launched():
+        return Dist()
+    env = os.environ
+    return Dist(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env["LOCAL_RANK"]),
+                int(env.get("LOCAL_WORLD_SIZE", env["WORLD_SIZE"])))
+
+
+def setup(use_cuda: bool) -> tuple[Dist, torch.device]:
+    """Join the launch's process group (NCCL on CUDA, gloo on CPU) and pick this rank's device.
+
+    CPU ranks on one machine share its cores: each gets cores // local ranks intra-op threads.
+    """
+    ctx = from_env()
+    if use_cuda and ctx.local_rank >= torch.cuda.device_count():
+        raise FoldwiseError(f"{ctx.local_world_size} processes per machine need as many GPUs, "
+                            f"found {torch.cuda.device_count()}; lower train.nproc (or --nproc-per-node)")
+    if use_cuda:
+        device = torch.device("cuda", ctx.local_rank)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if ctx.enabled:
+        if not use_cuda:
+            torch.set_num_threads(max(1, cpu_cores() // ctx.local_world_size))
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if use_cuda else "gloo",
+                                    device_id=device if use_cuda else None)
+    return ctx, device
+
+
+def teardown() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def launch(nproc: int, module: str, argv: list[str]) -> None:
+    """Run ``python -m module *argv`` as ``nproc`` workers on this machine (torchrun --standalone).
+
+    Workers print their own errors (one line, from local rank 0) and exit with 1: then this raises
+    SystemExit(1) quietly. A worker killed or ending with another code raises FoldwiseError naming it.
+    """
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # no agent chatter
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
+                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0,
+                          monitor_interval=0.1, start_method="spawn")
+    try:
+        elastic_launch(config, sys.executable)("-u", "-m", module, *argv)
+    except ChildFailedError as exc:
+        rank, failure = exc.get_first_failure()
+        if failure.exitcode != 1:  # 1: the worker already printed `foldwise <stage>: error: ...`
+            raise FoldwiseError(f"train.nproc={nproc}: worker rank {rank} exited with code {failure.exitcode}")
+        raise SystemExit(1) from None
+
+
+# ---- sharding -------------------------------------------------------------------------------------
+def epoch_order(n: int, weights: np.ndarray | None, generator: torch.Generator) -> torch.Tensor:
+    """The epoch's global sample order, (n,) int64: a permutation, or with ``weights`` (n,) a
+    weighted draw with replacement (the balanced sampler), both from ``generator``."""
+    if weights is None:
+        return torch.randperm(n, generator=generator)
+    return torch.multinomial(torch.as_tensor(weights, dtype=torch.double), n, replacement=True,
+                             generator=generator)
+
+
+class ShardedBatchSampler:
+    """This rank's part of every global batch of ``order``: global batch j is
+    ``order[j * batch_size:(j + 1) * batch_size]`` (the last partial batch dropped unless it is the
+    only one), split into ``world_size`` contiguous parts as ``np.array_split`` does. Every rank
+    yields the same number of batches, and the ranks' parts of one step are disjoint."""
+
+    def __init__(self, order: torch.Tensor, batch_size: int, rank: int, world_size: int):
+        self.order, self.batch_size, self.rank, self.world_size = order.tolist(), batch_size, rank, world_size
+        n = len(self.order)
+        self.num_batches = n // batch_size if n > batch_size else 1
+        if min(n, batch_size) < world_size:
+            raise FoldwiseError(f"a batch of {min(n, batch_size)} samples cannot be split over "
+                                f"train.nproc={world_size} processes")
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __iter__(self):
+        for j in range(self.num_batches):
+            batch = self.order[j * self.batch_size:(j + 1) * self.batch_size]
+            yield np.array_split(np.asarray(batch), self.world_size)[self.rank].tolist()
+
+
+def shard_rows(n: int, rank: int, world_size: int) -> np.ndarray:
+    """Rank's contiguous block of positions 0..n-1; concatenated in rank order they give 0..n-1."""
+    return np.array_split(np.arange(n), world_size)[rank]
+
+
+# ---- collectives ----------------------------------------------------------------------------------
+def gather_rows(local: np.ndarray) -> np.ndarray:
+    """Concatenate every rank's rows (any length, same trailing shape) in rank order."""
+    parts: list = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, local)
+    return np.concatenate(parts)
+
+
+def sum_over_ranks(*values: float) -> list[float]:
+    tensor = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+@torch.no_grad()
+def average_bn_stats(model: torch.nn.Module) -> None:
+    """Make BatchNorm running statistics the mean over ranks, then rank 0's bits on every rank
+    (as timm's ``distribute_bn(reduce=True)``), so each rank scores what rank 0 will save."""
+    world = dist.get_world_size()
+    for name, buf in model.named_buffers():
+        if name.endswith(("running_mean", "running_var")):
+            dist.all_reduce(buf)
+            buf /= world
+            dist.broadcast(buf, src=0)
