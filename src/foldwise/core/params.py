@@ -179,20 +179,37 @@ def _check_cross_fields(p: Params, source: str) -> None:
 
 
 def _check_names(p: Params, source: str) -> None:
-    """Names only other libraries know: the timm model and the albumentations transforms."""
-    _check_model(p.model, source)
+    """Names only other libraries know: the timm model (and whether it runs at img_size) and the
+    albumentations transforms."""
+    _check_model(p, source)
     from ..engine.transforms import check_augment_spec
 
     check_augment_spec(p.augment.train, f"{source}: augment.train")
 
 
-def _check_model(name: str, source: str) -> None:
+def _check_model(p: Params, source: str) -> None:
+    """``model`` is a timm name (``arch`` or ``arch.tag``) that builds and runs one forward on a
+    batch of 2 at ``img_size`` with the task's channels; ~0.1-3 s, once per stage that checks names."""
     import timm
 
+    name = p.model
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
         hint = f"did you mean {', '.join(close)}?" if close else "see timm.list_models()"
         _bad(source, "model", name, f"a timm model name ({hint})")
+    if "." in name:
+        tags = [t.split(".", 1)[1] for t in timm.list_pretrained(name.split(".", 1)[0] + ".*")]
+        if name.split(".", 1)[1] not in tags:
+            _bad(source, "model", name, f"a timm model with a known pretrained tag ({', '.join(tags) or 'none'})")
+    from ..engine.models import probe_model
+    from ..tasks import get_task
+
+    task = get_task(p.task)
+    try:
+        probe_model(name, task.in_chans(p), p.img_size, len(task.meta_columns(p)), task.num_outputs)
+    except ValueError as exc:
+        raise FoldwiseError(f"{source}: 'model' {name} cannot run at 'img_size' {p.img_size} "
+                            f"({task.in_chans(p)} channels): {exc}") from None
 
 
 def _build(cls: type, raw: dict, prefix: str, source: str) -> Any:
