@@ -35,6 +35,13 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
+def hub_cache_dir() -> Path:
+    """The hub cache timm reads, from the environment at call time: $HF_HUB_CACHE, else $HF_HOME/hub."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    return Path(os.environ.get("HF_HOME", "~/.cache/huggingface")).expanduser() / "hub"
+
+
 def pretrained_cfg(name: str) -> Any:
     """timm's pretrained config of ``name`` (``arch`` or ``arch.tag``); FoldwiseError for a tag timm lacks."""
     from timm.models import get_pretrained_cfg
@@ -66,20 +73,19 @@ def hub_weights_path(name: str) -> tuple[Path, dict]:
         raise FoldwiseError(f"model: {name}: timm has no Hugging Face hub copy of its weights; set train.weights: FILE")
     repo_id, _, revision = cfg.hf_hub_id.partition("@")
     arch, tag = _split_tag(cfg.hf_hub_id)
-    offline = hub_offline()
+    offline, cache = hub_offline(), hub_cache_dir()
     filenames = [cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]
     for filename in filenames:
         try:
-            path = Path(hf_hub_download(repo_id, filename, revision=revision or None, local_files_only=offline))
+            path = Path(hf_hub_download(repo_id, filename, revision=revision or None, cache_dir=cache,
+                                        local_files_only=offline))
         except (LocalEntryNotFoundError, EntryNotFoundError):
             continue
         except (HfHubHTTPError, OSError) as exc:
             raise FoldwiseError(f"model {arch} tag {tag}: fetching {repo_id} failed: {str(exc).splitlines()[0]}") from None
         revision_used = path.parent.name if path.parent.parent.name == "snapshots" else (revision or "")
         return path, {"source": f"hf-hub:{repo_id}", "file": filename, "revision": revision_used}
-    from huggingface_hub import constants
-
-    where = "not in the Hugging Face cache " + constants.HF_HUB_CACHE + (" (HF_HUB_OFFLINE=1)" if offline else " nor on the hub")
+    where = f"not in the Hugging Face cache {cache}" + (" (HF_HUB_OFFLINE=1)" if offline else " nor on the hub")
     raise FoldwiseError(
         f"train.pretrained: weights for model {arch} tag {tag} are {where}; provide them either as a "
         f"populated cache (models--timm--{arch}.{tag} under $HF_HOME/hub, e.g. fetched once with "
