@@ -57,9 +57,9 @@ class TrainParams:
     scheduler: str = choice("cosine", "onecycle", "none", default="cosine")
     warmup_epochs: float = bounded(0.5, lo=0.0)
     min_lr: float = bounded(1e-6, lo=0.0)
-    pct_start: float = bounded(0.3, lo=0.0, hi=1.0, lo_open=True)
+    pct_start: float = bounded(0.3, lo=0.0, hi=1.0)  # 0: no rise, as in seed 002
     div_factor: float = bounded(25.0, lo=1.0)
-    final_div_factor: float = bounded(1e4, lo=1.0)
+    final_div_factor: float = bounded(1e4, lo=0.0, lo_open=True)  # < 1 ends above the start lr (seed 002: 0.4)
     early_stopping: bool = False
     patience: int = bounded(3, lo=1)
     sampler: str = choice("none", "balanced", default="none")
@@ -72,8 +72,8 @@ class TrainParams:
     clip_grad: float = bounded(0.0, lo=0.0)
     num_workers: int = bounded(0, lo=0)
     deterministic: bool = True
-    pretrained: bool = False
-    weights: str = ""  # optional local weights file for the timm model (never downloaded)
+    pretrained: bool = False  # timm's weights for ``model`` from the HF hub cache (stage ``pretrained``)
+    weights: str = ""  # or a local weights file (safetensors or torch checkpoint); wins over pretrained
 
 
 @dataclass(frozen=True)
