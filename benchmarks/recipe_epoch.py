@@ -42,7 +42,8 @@ DEFAULT_TRAIN, DEFAULT_VAL = 1200, 300
 def time_row(overrides: list[str], batches: int, workdir: Path) -> dict:
     given = dict(o.split("=", 1) for o in overrides)
     batch = int(given.get("batch_size", 32))
-    n_train = batch * batches * FOLDS // (FOLDS - 1) + FOLDS  # fold 0 trains on >= batches full batches
+    # fold 0 trains on >= batches full batches; >= 100 so that SETI has a positive in every fold
+    n_train = max(100, batch * batches * FOLDS // (FOLDS - 1) + FOLDS)
     apply_row(workdir, overrides, {"epochs": 1, "folds": list(range(FOLDS)), "train": {"pretrained": False},
                                    "synthetic": {"n_train": n_train, "n_test": 2}})
     cwd = os.getcwd()
