@@ -42,8 +42,9 @@ DEFAULT_TRAIN, DEFAULT_VAL = 1200, 300
 def time_row(overrides: list[str], batches: int, workdir: Path) -> dict:
     given = dict(o.split("=", 1) for o in overrides)
     batch = int(given.get("batch_size", 32))
-    # fold 0 trains on >= batches full batches; >= 100 so that SETI has a positive in every fold
-    n_train = max(100, batch * batches * FOLDS // (FOLDS - 1) + FOLDS)
+    # fold 0 trains on >= batches full batches; >= 300 so that every SETI fold has a positive and
+    # every HMS class has 5 label rows
+    n_train = max(300, batch * batches * FOLDS // (FOLDS - 1) + FOLDS)
     apply_row(workdir, overrides, {"epochs": 1, "folds": list(range(FOLDS)), "train": {"pretrained": False},
                                    "synthetic": {"n_train": n_train, "n_test": 2}})
     cwd = os.getcwd()
