@@ -45,7 +45,7 @@ def stages_changed_by_editing(repo: Path, rel: str) -> set[str]:
 def test_repro_then_experiment_reruns_only_training(tiny_repo):
     repo = tiny_repo()
     first = run(["dvc", "repro"], repo)
-    for stage in ("download", "preprocess", "split", "train@0", "train@1", "oof", "infer", "submit"):
+    for stage in ("download", "pretrained", "preprocess", "split", "train@0", "train@1", "oof", "infer", "submit"):
         assert f"Running stage '{stage}'" in first.stdout
 
     sample = pd.read_csv(repo / "data/raw/sample_submission.csv", dtype={"id": str})
@@ -71,12 +71,14 @@ def test_repro_then_experiment_reruns_only_training(tiny_repo):
 
     # Code deps: another task's module is not a dep of this pipeline; the training engine is.
     assert not stages_changed_by_editing(repo, "src/foldwise/tasks/hms.py")
-    assert stages_changed_by_editing(repo, "src/foldwise/engine/mixing.py") == {"train@0", "train@1", "oof", "infer"}
+    # (pretrained reruns in seconds and rewrites the same "none" marker)
+    assert stages_changed_by_editing(repo, "src/foldwise/engine/mixing.py") == {
+        "pretrained", "train@0", "train@1", "oof", "infer"}
 
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "baseline"], repo)
     exp = run(["dvc", "exp", "run", "-S", "lr=1e-4"], repo)
-    for stage in ("download", "preprocess", "split"):
+    for stage in ("download", "pretrained", "preprocess", "split"):
         assert f"Running stage '{stage}'" not in exp.stdout
     for stage in ("train@0", "train@1", "oof", "infer", "submit"):
         assert f"Running stage '{stage}'" in exp.stdout

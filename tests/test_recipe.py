@@ -103,7 +103,7 @@ class TinyBackbone(nn.Module):
         return torch.relu(self.bn(self.conv(x))).mean(dim=(2, 3))
 
 
-def tiny_create_model(name, in_chans, num_outputs, n_meta=0, pretrained=False, weights=""):
+def tiny_create_model(name, in_chans, num_outputs, n_meta=0, **kwargs):
     return FoldModel(TinyBackbone(in_chans), num_outputs, n_meta)
 
 

@@ -57,9 +57,9 @@ class TrainParams:
     scheduler: str = choice("cosine", "onecycle", "none", default="cosine")
     warmup_epochs: float = bounded(0.5, lo=0.0)
     min_lr: float = bounded(1e-6, lo=0.0)
-    pct_start: float = bounded(0.3, lo=0.0, hi=1.0, lo_open=True)
+    pct_start: float = bounded(0.3, lo=0.0, hi=1.0)  # 0: no rise, as in seed 002
     div_factor: float = bounded(25.0, lo=1.0)
-    final_div_factor: float = bounded(1e4, lo=1.0)
+    final_div_factor: float = bounded(1e4, lo=0.0, lo_open=True)  # < 1 ends above the start lr (seed 002: 0.4)
     early_stopping: bool = False
     patience: int = bounded(3, lo=1)
     sampler: str = choice("none", "balanced", default="none")
@@ -74,8 +74,8 @@ class TrainParams:
     nproc: int = bounded(1, lo=1)  # DDP processes for one fold (torchrun on this machine)
     sync_bn: bool = False  # SyncBatchNorm across DDP processes (CUDA only)
     deterministic: bool = True
-    pretrained: bool = False
-    weights: str = ""  # optional local weights file for the timm model (never downloaded)
+    pretrained: bool = False  # timm's weights for ``model`` from the HF hub cache (stage ``pretrained``)
+    weights: str = ""  # or a local weights file (safetensors or torch checkpoint); wins over pretrained
 
 
 @dataclass(frozen=True)
@@ -203,20 +203,37 @@ def _check_files(p: Params, source: str) -> None:
 
 
 def _check_names(p: Params, source: str) -> None:
-    """Names only other libraries know: the timm model and the albumentations transforms."""
-    _check_model(p.model, source)
+    """Names only other libraries know: the timm model (and whether it runs at img_size) and the
+    albumentations transforms."""
+    _check_model(p, source)
     from ..engine.transforms import check_augment_spec
 
     check_augment_spec(p.augment.train, f"{source}: augment.train")
 
 
-def _check_model(name: str, source: str) -> None:
+def _check_model(p: Params, source: str) -> None:
+    """``model`` is a timm name (``arch`` or ``arch.tag``) that builds and runs one forward on a
+    batch of 2 at ``img_size`` with the task's channels; ~0.1-3 s, once per stage that checks names."""
     import timm
 
+    name = p.model
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
         hint = f"did you mean {', '.join(close)}?" if close else "see timm.list_models()"
         _bad(source, "model", name, f"a timm model name ({hint})")
+    if "." in name:
+        tags = [t.split(".", 1)[1] for t in timm.list_pretrained(name.split(".", 1)[0] + ".*")]
+        if name.split(".", 1)[1] not in tags:
+            _bad(source, "model", name, f"a timm model with a known pretrained tag ({', '.join(tags) or 'none'})")
+    from ..engine.models import probe_model
+    from ..tasks import get_task
+
+    task = get_task(p.task)
+    try:
+        probe_model(name, task.in_chans(p), p.img_size, len(task.meta_columns(p)), task.num_outputs)
+    except ValueError as exc:
+        raise FoldwiseError(f"{source}: 'model' {name} cannot run at 'img_size' {p.img_size} "
+                            f"({task.in_chans(p)} channels): {exc}") from None
 
 
 def _build(cls: type, raw: dict, prefix: str, source: str) -> Any:

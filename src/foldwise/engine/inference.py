@@ -56,7 +56,9 @@ def load_fold_model(model_dir: Path, device: torch.device, channels_last: bool) 
         raise FoldwiseError(f"{path}: missing; run the train stage for this fold")
     saved = torch.load(path, map_location="cpu", weights_only=False)
     cfg = saved["config"]
-    model = create_model(cfg["model"], cfg["in_chans"], cfg["num_outputs"], cfg["n_meta"])
+    # img_size and input_affine: absent in models saved before they were recorded (CNNs, no remap)
+    model = create_model(cfg["model"], cfg["in_chans"], cfg["num_outputs"], cfg["n_meta"],
+                         img_size=cfg.get("img_size"), input_affine=cfg.get("input_affine"))
     model.load_state_dict(saved["state_dict"])
     model.to(device)
     if channels_last:

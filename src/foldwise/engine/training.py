@@ -13,12 +13,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset, WeightedRandomSampler
 from tqdm import tqdm
 
+from ..core.errors import FoldwiseError
 from . import checkpoint, distributed
 from .datasets import ShardDataset, to_model_layout
 from .distributed import Dist, ShardedBatchSampler, epoch_order, shard_rows
 from .inference import autocast
 from .mixing import mix_batch
 from .models import create_model
+from .pretrained import WEIGHTS_FILE, input_affine
 from .runtime import (autocast_dtype, configure_determinism, derive_seed, resolve_num_workers, seed_everything,
                       select_device)
 from .schedules import LrSchedule, build_optimizer, optimizer_steps_per_epoch
@@ -98,15 +100,28 @@ class Trainer:
 
     def __init__(self, task, p, fold: int, train_ds: ShardDataset, train_labels: np.ndarray,
                  val_ds: ShardDataset, in_chans: int, n_meta: int, ctx: Dist = Dist(),
-                 device: torch.device | None = None):
+                 device: torch.device | None = None,
+                 pretrained: dict | None = None, pretrained_dir: Path | None = None):
         self.task, self.p, self.fold, self.ctx = task, p, fold, ctx
         self.train_ds, self.train_labels, self.val_ds = train_ds, train_labels, val_ds
         self.device = device or select_device()
         self.amp_dtype = autocast_dtype(p.train.amp, self.device)
         configure_determinism(p.train.deterministic)
         seed_everything(derive_seed(p.seed, fold, "init"))
-        self.model_config = {"model": p.model, "in_chans": in_chans, "num_outputs": task.num_outputs, "n_meta": n_meta}
-        self.model = create_model(p.model, in_chans, task.num_outputs, n_meta, p.train.pretrained, p.train.weights)
+        # ``pretrained``: the pretrained stage's source.json (see engine/pretrained.py)
+        info = pretrained or {"pretrained": False}
+        if (p.train.pretrained or p.train.weights) and not info["pretrained"]:
+            raise FoldwiseError("train.pretrained/train.weights are set but the pretrained stage's output says "
+                                "none; run `dvc repro pretrained` first")
+        if info["pretrained"] and info.get("model") != p.model:
+            raise FoldwiseError(f"model: {p.model}, but the pretrained weights are for {info.get('model')}; "
+                                "run `dvc repro pretrained` first")
+        weights = str(pretrained_dir / WEIGHTS_FILE) if info["pretrained"] else ""
+        affine = input_affine(info, task.image_scale, in_chans)
+        self.model_config = {"model": p.model, "in_chans": in_chans, "num_outputs": task.num_outputs, "n_meta": n_meta,
+                             "img_size": p.img_size, "input_affine": affine}
+        self.model = create_model(p.model, in_chans, task.num_outputs, n_meta, img_size=p.img_size,
+                                  weights=weights, input_affine=affine)
         if ctx.enabled and p.train.sync_bn:
             from timm.layers import convert_sync_batchnorm  # also converts timm's BatchNormAct2d
 

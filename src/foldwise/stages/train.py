@@ -1,7 +1,7 @@
 """Stage ``train@k``: fit one fold and keep its best epoch's weights and validation predictions.
 
 params: task, seed, model, img_size, epochs, batch_size, lr, weight_decay, train, augment
-deps:   data/prepared/, data/folds.csv
+deps:   data/prepared/, data/folds.csv, data/pretrained/ (the weights to start from, or "none")
 outs:   data/models/fold_<k>/ (model.pt, val_preds.csv, history.csv)
 metrics/plots: metrics/train/fold_<k>/ (dvclive: train/loss, val/loss, val/<metric>, lr per epoch)
 A last-epoch checkpoint in --checkpoint lets a killed run resume; it is removed when the fold ends.
@@ -28,6 +28,7 @@ from ..engine import checkpoint, distributed
 from ..engine.datasets import ShardDataset
 from ..engine.inference import MODEL_FILE, save_fold_model
 from ..engine.runtime import select_device
+from ..engine.pretrained import SOURCE_FILE, read_pretrained
 from ..engine.training import Trainer
 from ..engine.transforms import build_train_transform
 from ..prepared import index_path, load_split, meta_matrix, read_folds
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--live", type=Path, required=True)
     parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--pretrained", type=Path, default=None, help="the pretrained stage's output folder")
     args = parser.parse_args(argv)
     p = load_params()
     task = get_task(p.task)
@@ -74,12 +76,14 @@ def _train_fold(args, p, task, ctx: distributed.Dist, device) -> None:
               f"{p.model} on {reader.image_shape} images"
               + (f", DDP over {ctx.world_size} processes" if ctx.enabled else ""))
 
+    pretrained = read_pretrained(args.pretrained)
     trainer = Trainer(task, p, args.fold, train_ds, labels, val_ds, reader.image_shape[-1], meta.shape[1],
-                      ctx, device)
+                      ctx, device, pretrained=pretrained, pretrained_dir=args.pretrained)
     # Neither inference settings nor which other folds train change this fold's training.
     train_params = dataclasses.replace(p, infer=None, folds=None)
     fingerprint = checkpoint.fingerprint(
         train_params, args.fold, [args.folds, index_path(args.prepared, "train")]
+        + ([args.pretrained / SOURCE_FILE] if args.pretrained else [])
     )
     args.checkpoint.mkdir(parents=True, exist_ok=True)
     live_context = (Live(dir=str(args.live), dvcyaml=False, save_dvc_exp=False, report=None) if ctx.is_main

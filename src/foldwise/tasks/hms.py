@@ -114,6 +114,9 @@ class HmsTask(Task):
             return read_test_table(root)
         return read_train_table(root, params.task_params)
 
+    def in_chans(self, params: Any) -> int:
+        return len(CHAINS) if params.task_params.layout == "channels" else 1
+
     def iter_images(self, root: Path, table: pd.DataFrame, split: str, params: Any) -> Iterator[np.ndarray]:
         folder = root / f"{split}_spectrograms"
         # Tables come sorted by spectrogram, so each file is read once; files are read ahead in a

@@ -95,6 +95,11 @@ class SetiTask(Task):
             {"id": labels["id"].astype(str), "target": target.astype(float), "stratify": target}
         )
 
+    def in_chans(self, params: Any) -> int:
+        if params.task_params.stack == "vertical":
+            return 1
+        return len(ON_FRAMES) if params.task_params.frames == "on_only" else CADENCE_SHAPE[0]
+
     def iter_images(self, root: Path, table: pd.DataFrame, split: str, params: Any) -> Iterator[np.ndarray]:
         frames = list(ON_FRAMES) if params.task_params.frames == "on_only" else list(range(6))
         for cid in table["id"]:

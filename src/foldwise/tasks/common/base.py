@@ -42,6 +42,10 @@ class Task:
     Params: ClassVar[type] = NoParams
     # What ``augment.train: auto`` means: only transforms that keep the label true for this data.
     train_augment: ClassVar[list[dict]] = []
+    # What scale ``iter_images`` yields: "standardised" (each image, or each window, to mean 0 and
+    # std 1) or "imagenet" (RGB in [0, 1] normalised with ImageNet's mean and std). Pretrained weights
+    # that expect another mean/std get an input remap only for "imagenet" images (see engine/pretrained.py).
+    image_scale: ClassVar[str] = "standardised"
 
     # ---- data: synthetic generator, layout, reading -------------------------------------------
     def generate(self, root: Path, n_train: int, n_test: int, seed: int, strength: float) -> None:
@@ -69,6 +73,10 @@ class Task:
     ) -> Iterator[np.ndarray]:
         """Yield one float32 (img_size, img_size, C) image per table row, in table order."""
         raise NotImplementedError
+
+    def in_chans(self, params: Any) -> int:
+        """Channels C of the (img_size, img_size, C) images ``iter_images`` yields under ``params``."""
+        return 3
 
     def meta_columns(self, params: Any) -> list[str]:
         """Tabular features kept beside the image and fed to the model's head (none by default)."""

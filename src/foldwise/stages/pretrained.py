@@ -1,0 +1,35 @@
+"""Stage ``pretrained``: the weights ``train`` starts from, as a versioned file (or "none").
+
+params: model, img_size, train.pretrained, train.weights
+outs:   data/pretrained/ (source.json; weights.safetensors when train.pretrained or train.weights is set)
+
+``train.weights: FILE`` wins; else ``train.pretrained: true`` takes timm's weights for ``model``
+(``arch`` or ``arch.tag``) from the Hugging Face hub cache, offline unless HF_HUB_OFFLINE=0.
+DVC caches the weights, so ``dvc.lock`` records their hash and ``dvc pull`` brings the same bytes.
+It is also the first stage a changed ``model`` or ``img_size`` reruns, so the params check (which
+builds the model once at ``img_size``) refuses a model that cannot run before any long work.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..core.errors import run_stage
+from ..core.params import load_params
+from ..engine.pretrained import WEIGHTS_FILE, write_pretrained
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    p = load_params()
+    info = write_pretrained(args.out, p.model, p.train.pretrained, p.train.weights)
+    if info["pretrained"]:
+        print(f"pretrained: {p.model} from {info['source']} -> {args.out / WEIGHTS_FILE} (sha256 {info['sha256'][:12]})")
+    else:
+        print(f"pretrained: none ({p.model} starts from random weights)")
+
+
+if __name__ == "__main__":
+    run_stage("pretrained", main)
