@@ -72,6 +72,8 @@ class TrainParams:
     clip_grad: float = bounded(0.0, lo=0.0)
     num_workers: int = bounded(0, lo=0)
     deterministic: bool = True
+    # auto: $FOLDWISE_THREADS (set by `python -m foldwise.repro -j N`), else every core this process may use
+    threads: int | str = field(default="auto", metadata={"keywords": ("auto",), "lo": 1})
     pretrained: bool = False
     weights: str = ""  # optional local weights file for the timm model (never downloaded)
 
@@ -216,13 +218,13 @@ def _convert(hint: Any, value: Any, f: dataclasses.Field, key: str, source: str)
             raise FoldwiseError(f"{source}: '{key}' must be a mapping, got {value!r}")
         return _build(hint, value, prefix=key + ".", source=source)
     origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):  # a keyword or a list, e.g. augment.train: auto
-        if isinstance(value, str):
-            if value not in f.metadata["keywords"]:
-                _bad(source, key, value, f"{' or '.join(f.metadata['keywords'])} or a list")
+    if origin in (typing.Union, types.UnionType):  # a keyword or a value: augment.train, train.threads
+        if isinstance(value, str) and value in f.metadata["keywords"]:
             return value
-        (hint,) = [a for a in typing.get_args(hint) if typing.get_origin(a) is list]
-        origin = list
+        (hint,) = [a for a in typing.get_args(hint) if a is not str]
+        origin = typing.get_origin(hint)
+        if isinstance(value, str) and (origin is list or not value.strip().lstrip("-").isdigit()):
+            _bad(source, key, value, f"{' or '.join(f.metadata['keywords'])} or {'a list' if origin is list else 'an integer'}")
     if origin is list:
         if not isinstance(value, list):
             _bad(source, key, value, "a list")

@@ -22,6 +22,7 @@ from ..core.params import load_params
 from ..engine import checkpoint
 from ..engine.datasets import ShardDataset
 from ..engine.inference import MODEL_FILE, save_fold_model
+from ..engine.runtime import configure_threads, resolve_threads
 from ..engine.training import Trainer
 from ..engine.transforms import build_train_transform
 from ..prepared import index_path, load_split, meta_matrix, read_folds
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", type=Path, required=True)
     args = parser.parse_args(argv)
     p = load_params()
+    configure_threads(resolve_threads(p.train.threads))
     task = get_task(p.task)
     if args.fold not in p.folds:
         raise FoldwiseError(f"--fold {args.fold} is not in params folds {p.folds}")
