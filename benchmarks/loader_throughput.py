@@ -93,10 +93,10 @@ def main() -> None:
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for label, task_name, img_size, group in LAYOUTS:
+        for k, (label, task_name, img_size, group) in enumerate(LAYOUTS):
             shape, p = image_shape(task_name, img_size, group, tmp)
-            out = tmp / label.split()[0] / str(len(list(tmp.glob("*"))))
-            out.mkdir(parents=True)
+            out = tmp / f"shards_{k}"
+            out.mkdir()
             noise = (rng.standard_normal(shape).astype(np.float16) for _ in range(args.samples))
             write_shards(out, "train", noise, args.samples)
             reader = ShardReader(out, "train")
