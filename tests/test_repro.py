@@ -91,6 +91,19 @@ def test_bad_train_threads_names_the_key(value, message):
         parse_params(raw, check_names=False)
 
 
+def test_fold_entries_are_put_back_in_dvc_yaml_order(tmp_path):
+    lock = tmp_path / "dvc.lock"
+    lock.write_text("schema: '2.0'\nstages:\n  split:\n    cmd: a\n  train@1:\n    cmd: c\n"
+                    "  train@0:\n    cmd: b\n  oof:\n    cmd: d\n")
+    sort_lock_entries(["train@0", "train@1"], str(lock))
+    data = yaml.safe_load(lock.read_text())
+    assert list(data["stages"]) == ["split", "train@0", "train@1", "oof"]
+    assert data["stages"]["train@0"] == {"cmd": "b"} and data["schema"] == "2.0"
+    before = lock.read_text()
+    sort_lock_entries(["train@0", "train@1"], str(lock))  # already in order: left as it is
+    assert lock.read_text() == before
+
+
 # ---- the job pool ------------------------------------------------------------------------------
 def sh(script: str) -> list[str]:
     return ["sh", "-c", script]
@@ -229,3 +242,34 @@ def test_ctrl_c_leaves_no_stage_process_behind(fake_project):
     assert "interrupted" in err
     assert not [pid for pid in children if alive(pid)]
     assert not (fake_project / "pid_2").exists()  # the third fold never started
+
+
+# ---- the real pipeline -------------------------------------------------------------------------
+def snapshot(repo: Path) -> dict[str, bytes]:
+    files = [repo / "dvc.lock", *sorted((repo / "data" / "models").rglob("*.*")), *sorted((repo / "metrics").rglob("*.*")),
+             repo / "data" / "oof.csv", repo / "data" / "submission.csv"]
+    return {str(f.relative_to(repo)): f.read_bytes() for f in files if f.is_file()}
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_parallel_repro_matches_a_sequential_run_with_the_same_threads(tiny_repo):
+    repo = tiny_repo()
+    out = subprocess.run([PY, "-m", "foldwise.repro", "-j", "2"], cwd=repo, capture_output=True, text=True,
+                         env={**pipeline_env(), "PYTHONPATH": "src"})  # this checkout's foldwise
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "2 of 2 train stages to run, 2 at a time" in out.stdout
+    assert run([PY, "-m", "dvc", "status", "--json"], repo).stdout.strip() == "{}"
+    parallel = snapshot(repo)
+    assert {"data/models/fold_0/model.pt", "data/models/fold_1/model.pt", "data/submission.csv"} <= set(parallel)
+
+    # The same folds trained again one after another by plain dvc, with the thread count each
+    # parallel fold had (a fold's float results depend on it; see README, "Scaling out").
+    env = {**pipeline_env(), THREADS_ENV: str(max(1, len(os.sched_getaffinity(0)) // 2))}
+    for cmd in (["repro", "-f", "train@0", "train@1", "-s"], ["repro"]):
+        result = subprocess.run([PY, "-m", "dvc", *cmd], cwd=repo, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert "Running stage 'oof'" not in result.stdout  # its inputs came out the same
+    sequential = snapshot(repo)
+    assert sequential.keys() == parallel.keys()
+    assert [name for name in parallel if parallel[name] != sequential[name]] == []
