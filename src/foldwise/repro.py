@@ -40,9 +40,9 @@ def main(argv: list[str] | None = None) -> None:
     if not Path("dvc.yaml").is_file():
         raise FoldwiseError("no dvc.yaml here: run from the repository root")
     gpus, cores = visible_gpus(), usable_cores()
+    if args.jobs is not None and args.jobs < 1:
+        raise FoldwiseError(f"-j must be >= 1, got {args.jobs}")
     jobs = args.jobs or len(gpus) or cores
-    if jobs < 1:
-        raise FoldwiseError(f"-j must be >= 1, got {jobs}")
 
     start = time.monotonic()
     plan = make_plan(args.targets, args.group)

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..core.errors import FoldwiseError
 
@@ -60,6 +61,8 @@ def sort_lock_entries(stages: list[str], lockfile: str = "dvc.lock") -> None:
     entries as a sequential run's in another order."""
     from dvc.utils.serialize import load_yaml, modify_yaml
 
+    if not Path(lockfile).is_file():
+        return
     keys = list((load_yaml(lockfile) or {}).get("stages", {}))
     slots = [i for i, k in enumerate(keys) if k in stages]
     wanted = [k for k in stages if k in keys]
