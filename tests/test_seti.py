@@ -93,6 +93,9 @@ def test_vertical_and_channel_stacks():
     channels = cadence_to_image(cadence[list(ON_FRAMES)], "channels", 64)
     assert vertical.shape == (64, 64, 1) and vertical.dtype == np.float32
     assert channels.shape == (64, 64, 3) and channels.dtype == np.float32
+    every_frame = cadence_to_image(cadence, "channels", 64)  # 6 channels: more than cv2.resize takes at once
+    assert every_frame.shape == (64, 64, 6)
+    assert np.array_equal(every_frame[..., list(ON_FRAMES)], channels)
 
 
 @pytest.mark.parametrize("arr, message", [

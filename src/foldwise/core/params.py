@@ -74,6 +74,8 @@ class TrainParams:
     nproc: int = bounded(1, lo=1)  # DDP processes for one fold (torchrun on this machine)
     sync_bn: bool = False  # SyncBatchNorm across DDP processes (CUDA only)
     deterministic: bool = True
+    # auto: $FOLDWISE_THREADS (set by `python -m foldwise.repro -j N`), else every core this process may use
+    threads: int | str = field(default="auto", metadata={"keywords": ("auto",), "lo": 1})
     pretrained: bool = False  # timm's weights for ``model`` from the HF hub cache (stage ``pretrained``)
     weights: str = ""  # or a local weights file (safetensors or torch checkpoint); wins over pretrained
 

@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 
 from ..core.errors import FoldwiseError
-from .runtime import cpu_cores
+from .runtime import configure_threads, cpu_cores
 
 # Set by torchrun in every worker it starts; their presence means "already launched".
 LAUNCH_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -58,10 +58,10 @@ def from_env() -> Dist:
                 int(env.get("LOCAL_WORLD_SIZE", env["WORLD_SIZE"])))
 
 
-def setup(use_cuda: bool) -> tuple[Dist, torch.device]:
+def setup(use_cuda: bool, threads: int | None = None) -> tuple[Dist, torch.device]:
     """Join the launch's process group (NCCL on CUDA, gloo on CPU) and pick this rank's device.
 
-    CPU ranks on one machine share its cores: each gets cores // local ranks intra-op threads.
+    CPU ranks on one machine share its ``threads`` (default: its cores): each gets threads // local ranks.
     """
     ctx = from_env()
     if use_cuda and ctx.local_rank >= torch.cuda.device_count():
@@ -74,7 +74,7 @@ def setup(use_cuda: bool) -> tuple[Dist, torch.device]:
         device = torch.device("cpu")
     if ctx.enabled:
         if not use_cuda:
-            torch.set_num_threads(max(1, cpu_cores() // ctx.local_world_size))
+            configure_threads(max(1, (threads or cpu_cores()) // ctx.local_world_size))
         if not dist.is_initialized():
             dist.init_process_group("nccl" if use_cuda else "gloo",
                                     device_id=device if use_cuda else None)

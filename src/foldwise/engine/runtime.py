@@ -8,6 +8,11 @@ import random
 import numpy as np
 import torch
 
+from ..core.errors import FoldwiseError
+
+# Set by `python -m foldwise.repro -j N` for each stage process it starts: that process's share of cores.
+THREADS_ENV = "FOLDWISE_THREADS"
+
 
 def select_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -36,6 +41,28 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     if amp == "bf16" or (amp == "auto" and torch.cuda.is_bf16_supported()):
         return torch.bfloat16
     return torch.float16
+
+
+def resolve_threads(setting: int | str) -> int:
+    """Threads for one stage process from ``train.threads``: an integer as given; ``auto``:
+    $FOLDWISE_THREADS when set, else every core in this process's CPU affinity."""
+    if setting != "auto":
+        return int(setting)
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if not value:
+        return cpu_cores()
+    if not value.isdigit() or int(value) < 1:
+        raise FoldwiseError(f"environment {THREADS_ENV}={value!r}: must be a whole number >= 1")
+    return int(value)
+
+
+def configure_threads(threads: int) -> None:
+    """Intra-op threads of torch and OpenCV (albumentations). On CPU the float results of a
+    training run depend on this count (reductions are split per thread), not only its speed."""
+    torch.set_num_threads(threads)
+    import cv2
+
+    cv2.setNumThreads(threads)
 
 
 def derive_seed(*parts: int | str) -> int:

@@ -29,6 +29,7 @@ from ..engine.datasets import ShardDataset
 from ..engine.inference import MODEL_FILE, save_fold_model
 from ..engine.runtime import select_device
 from ..engine.pretrained import SOURCE_FILE, read_pretrained
+from ..engine.runtime import configure_threads, resolve_threads
 from ..engine.training import Trainer
 from ..engine.transforms import build_train_transform
 from ..prepared import index_path, load_split, meta_matrix, read_folds
@@ -46,6 +47,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pretrained", type=Path, default=None, help="the pretrained stage's output folder")
     args = parser.parse_args(argv)
     p = load_params()
+    threads = resolve_threads(p.train.threads)  # a DDP fold's processes share them (distributed.setup)
+    configure_threads(threads)
     task = get_task(p.task)
     if args.fold not in p.folds:
         raise FoldwiseError(f"--fold {args.fold} is not in params folds {p.folds}")
@@ -56,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     if p.train.sync_bn and distributed.launched() and not use_cuda:
         raise FoldwiseError("train.sync_bn needs CUDA (torch's SyncBatchNorm); on CPU keep it false: "
                             "BatchNorm statistics are averaged over the processes after every epoch")
-    ctx, device = distributed.setup(use_cuda)
+    ctx, device = distributed.setup(use_cuda, threads)
     _train_fold(args, p, task, ctx, device)
     distributed.teardown()  # not on errors: a rank that raises exits, and torchrun stops the others
 

@@ -176,8 +176,11 @@ def cadence_to_image(frames: np.ndarray, stack: str, img_size: int) -> np.ndarra
         plane = frames.reshape(-1, frames.shape[-1])
     else:
         plane = np.ascontiguousarray(frames.transpose(1, 2, 0))  # resizing needs contiguous HWC
-    image = cv2.resize(plane, (img_size, img_size), interpolation=cv2.INTER_AREA)
-    return image.reshape(img_size, img_size, -1)
+    if plane.ndim == 2:
+        plane = plane[..., None]
+    # OpenCV resizes at most 4 channels at once (all 6 frames failed); channels are independent
+    return np.concatenate([cv2.resize(plane[..., c:c + 4], (img_size, img_size), interpolation=cv2.INTER_AREA)
+                           .reshape(img_size, img_size, -1) for c in range(0, plane.shape[-1], 4)], axis=-1)
 
 
 def synthetic_cadence(rng: np.random.Generator, positive: bool, strength: float = 1.0) -> np.ndarray:
