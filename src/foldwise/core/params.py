@@ -100,6 +100,23 @@ class InferParams:
 
 
 @dataclass(frozen=True)
+class MetricsParams:
+    """Extra scikit-learn scorers (``get_scorer_names()``) logged beside the task's own metric by
+    ``oof``, per fold and CV; see tasks/common/scorers.py for how they are fed and named."""
+
+    extra: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EdaParams:
+    """What the ``eda`` stage looks at."""
+
+    max_images: int = bounded(200, lo=1)  # raw samples per split whose size is read
+    grid: int = bounded(16, lo=1)  # images per class in each sample grid
+    bins: int = bounded(10, lo=2)  # regression targets: histogram bins (and one sample grid per bin)
+
+
+@dataclass(frozen=True)
 class Params:
     task: str = "seti"
     seed: int = 42
@@ -115,6 +132,8 @@ class Params:
     train: TrainParams = field(default_factory=TrainParams)
     augment: AugmentParams = field(default_factory=AugmentParams)
     infer: InferParams = field(default_factory=InferParams)
+    metrics: MetricsParams = field(default_factory=MetricsParams)
+    eda: EdaParams = field(default_factory=EdaParams)
     # One group per task (``seti:``, ``hms:``, ...), read with that task's own dataclass.
     tasks: dict = field(default_factory=dict)
 
@@ -184,6 +203,17 @@ def _check_names(p: Params, source: str) -> None:
     from ..engine.transforms import check_augment_spec
 
     check_augment_spec(p.augment.train, f"{source}: augment.train")
+    check_scorers(p, source)
+
+
+def check_scorers(p: Params, source: str = PARAMS_FILE) -> None:
+    """``metrics.extra`` names scikit-learn scorers that fit the task's targets (imports sklearn.metrics)."""
+    if p.metrics.extra:
+        from ..tasks import get_task
+        from ..tasks.common.scorers import extra_scorers
+
+        task = get_task(p.task)
+        extra_scorers(p.metrics.extra, task.target_kind(p), task.name, source=source)
 
 
 def _check_model(name: str, source: str) -> None:

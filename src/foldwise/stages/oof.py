@@ -1,9 +1,9 @@
 """Stage ``oof``: out-of-fold predictions of every fold model (with TTA) and the CV score.
 
-params: task, folds, infer (tta, batch_size)
+params: task, folds, infer (tta, batch_size), metrics (extra)
 deps:   data/prepared/, data/folds.csv, data/models/
 outs:   data/oof.csv (id, fold, true_<col>..., <pred col>...)
-metrics/plots: metrics/oof/ ({"cv": {<metric>: ...}, "fold_<k>": {<metric>: ...}}, the task's OOF
+metrics/plots: metrics/oof/ ({"cv": {<metric>: ..., <extra>: ...}, "fold_<k>": {...}}, the task's OOF
         plot (plots/custom/oof.json) and val_curves: every fold's per-epoch validation metric)
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ from ..engine.runtime import select_device
 from ..engine.training import make_eval_loader
 from ..prepared import load_split, meta_matrix, read_folds
 from ..tasks import get_task
+from ..tasks.common.scorers import extra_scorers, score_all
 
 
 def fold_curves(models: Path, folds: list[int], metric_key: str) -> list[dict]:
@@ -55,16 +56,19 @@ def main(argv: list[str] | None = None) -> None:
     meta = meta_matrix(index)
     device = select_device()
     preds = np.zeros((len(index), task.num_outputs))
-    fold_scores = {}
+    extras = extra_scorers(p.metrics.extra, task.target_kind(p), task.name, skip=(task.metric_name,))
+    fold_scores, extra_scores = {}, {}
     for k in p.folds:
         rows = np.flatnonzero(fold_of == k)
         model = load_fold_model(args.models / f"fold_{k}", device, p.train.channels_last)
         loader = make_eval_loader(ShardDataset(reader, rows, meta=meta[rows]), p.infer.batch_size, p.train.num_workers)
         preds[rows] = predict(model, loader, task, p, p.infer.tta, device)
         fold_scores[k] = task.metric(targets[rows], preds[rows])
+        extra_scores[f"fold_{k}"] = score_all(extras, task.target_kind(p), targets[rows], preds[rows], f"fold {k}")
         print(f"oof: fold {k}: {task.metric_name} {fold_scores[k]:.5f} (tta: {', '.join(p.infer.tta)})")
     cv = task.metric(targets, preds)
-    print(f"oof: cv {task.metric_name} {cv:.5f}")
+    extra_scores["cv"] = score_all(extras, task.target_kind(p), targets, preds, "cv")
+    print(f"oof: cv {task.metric_name} {cv:.5f}" + "".join(f", {n} {v:.5f}" for n, v in extra_scores["cv"].items()))
 
     oof = pd.DataFrame({"id": index["id"], "fold": fold_of})
     for j, col in enumerate(task.target_columns):
@@ -77,6 +81,9 @@ def main(argv: list[str] | None = None) -> None:
         live.log_metric(f"cv/{task.metric_name}", cv, plot=False)
         for k, score in fold_scores.items():
             live.log_metric(f"fold_{k}/{task.metric_name}", score, plot=False)
+        for prefix, scores in extra_scores.items():
+            for name, value in scores.items():
+                live.log_metric(f"{prefix}/{name}", value, plot=False)
         live.log_plot("val_curves", fold_curves(args.models, p.folds, f"val/{task.metric_name}"),
                       x="epoch", y="value", template="linear",
                       title=f"val/{task.metric_name} per epoch, one line per fold",

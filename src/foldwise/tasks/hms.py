@@ -129,6 +129,9 @@ class HmsTask(Task):
                                   params.task_params.layout, params.img_size)
 
     # ---- learning -------------------------------------------------------------------------------
+    def target_kind(self, params: Any) -> str:
+        return "multiclass"  # the expert consensus: argmax of the vote fractions
+
     def loss(self, params: Any) -> torch.nn.Module:
         return VoteKLLoss(params.train.label_smoothing)
 

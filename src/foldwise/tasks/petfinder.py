@@ -153,6 +153,9 @@ class PetfinderTask(Task):
             yield load_photo(Path(root) / split / f"{pid}.jpg", pid, params.img_size, params.task_params.resize)
 
     # ---- learning -------------------------------------------------------------------------------
+    def target_kind(self, params: Any) -> str:
+        return "regression"
+
     def loss(self, params: Any) -> torch.nn.Module:
         return PawpularityLoss(params.task_params.loss)
 

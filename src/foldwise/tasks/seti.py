@@ -102,6 +102,9 @@ class SetiTask(Task):
             yield cadence_to_image(cadence[frames], params.task_params.stack, params.img_size)
 
     # ---- learning -------------------------------------------------------------------------------
+    def target_kind(self, params: Any) -> str:
+        return "binary"
+
     def loss(self, params: Any) -> torch.nn.Module:
         return SmoothedBCEWithLogits(params.train.pos_weight, params.train.label_smoothing)
 

@@ -91,6 +91,12 @@ class Task:
         """The competition metric of predictions (N, P) against targets (N, T)."""
         raise NotImplementedError
 
+    def target_kind(self, params: Any) -> str | None:
+        """How scikit-learn scorers (``metrics.extra``) see the targets: ``binary``, ``multiclass``,
+        ``multilabel`` or ``regression`` (tasks/common/scorers.py maps targets and predictions for
+        each); None: the task's targets suit no scorer."""
+        return None
+
     def is_better(self, score: float, best: float | None) -> bool:
         if best is None:
             return True
