@@ -152,6 +152,12 @@ class PetfinderTask(Task):
         for pid in table["id"]:
             yield load_photo(Path(root) / split / f"{pid}.jpg", pid, params.img_size, params.task_params.resize)
 
+    def raw_sizes(self, root: Path, table: pd.DataFrame, split: str, params: Any) -> Iterator[tuple[int, int, int]]:
+        """Each photo's size and band count, from its header (pixels are not decoded)."""
+        for pid in table["id"]:
+            with Image.open(Path(root) / split / f"{pid}.jpg") as img:
+                yield img.height, img.width, len(img.getbands())
+
     # ---- learning -------------------------------------------------------------------------------
     def target_kind(self, params: Any) -> str:
         return "regression"

@@ -70,6 +70,16 @@ class Task:
         """Yield one float32 (img_size, img_size, C) image per table row, in table order."""
         raise NotImplementedError
 
+    def raw_sizes(self, root: Path, table: pd.DataFrame, split: str, params: Any) -> Iterator[tuple[int, int, int]]:
+        """(height, width, channels) of each table row's raw sample before preprocessing, read from
+        file headers where the format allows; the ``eda`` stage plots them. None by default."""
+        return iter(())
+
+    def class_names(self, params: Any) -> list[str] | None:
+        """Names of the classes in target index order, for the ``eda`` plots; None: derived from the
+        target columns (see stages/eda.py)."""
+        return None
+
     def meta_columns(self, params: Any) -> list[str]:
         """Tabular features kept beside the image and fed to the model's head (none by default)."""
         return []
