@@ -94,12 +94,15 @@ def image_files(folder: Path) -> list[Path]:
                   if p.is_file() and not is_hidden(p) and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def find_image(folder: Path, stem: str) -> Path | None:
-    """The visible image ``folder/<stem>.<any image suffix>``, or None (``._<stem>.jpg`` never counts)."""
-    if not folder.is_dir():
-        return None
-    hits = [p for p in image_files(folder) if p.stem == stem]
-    return hits[0] if hits else None
+def images_by_stem(folder: Path) -> dict[str, Path]:
+    """The visible images in ``folder`` keyed by file stem (``mask1`` for ``mask1.jpeg``); two images
+    with one stem (``a.jpg`` and ``a.png``) are an error, since either could be the sample."""
+    by_stem: dict[str, Path] = {}
+    for path in image_files(folder):
+        if path.stem in by_stem:
+            raise FoldwiseError(f"{folder}: two images named {path.stem} ({by_stem[path.stem].name}, {path.name})")
+        by_stem[path.stem] = path
+    return by_stem
 
 
 def require_image_files(paths: Iterable[Path | None], csv_path: Path, column: str, values: Iterable) -> None:
