@@ -71,8 +71,9 @@ class Trainer:
         self.amp_dtype = autocast_dtype(p.train.amp, self.device)
         configure_determinism(p.train.deterministic)
         seed_everything(derive_seed(p.seed, fold, "init"))
-        self.model_config = {"model": p.model, "in_chans": in_chans, "num_outputs": task.num_outputs, "n_meta": n_meta}
-        self.model = create_model(p.model, in_chans, task.num_outputs, n_meta, p.train.pretrained, p.train.weights)
+        num_logits = task.num_logits(p)
+        self.model_config = {"model": p.model, "in_chans": in_chans, "num_outputs": num_logits, "n_meta": n_meta}
+        self.model = create_model(p.model, in_chans, num_logits, n_meta, p.train.pretrained, p.train.weights)
         self.model.to(self.device)
         if p.train.channels_last:
             self.model.to(memory_format=torch.channels_last)

@@ -2,7 +2,8 @@
 
 params: task, folds, infer (tta, batch_size), metrics (extra)
 deps:   data/prepared/, data/folds.csv, data/models/
-outs:   data/oof.csv (id, fold, true_<col>..., <pred col>...)
+outs:   data/oof.csv (id, fold, true_<col>..., [<prob col>...,] <pred col>...): the averaged predictions,
+        then the task's decoded submission columns (prob cols only where they differ, e.g. mask)
 metrics/plots: metrics/oof/ ({"cv": {<metric>: ..., <extra>: ...}, "fold_<k>": {...}}, the task's OOF
         plot (plots/custom/oof.json) and val_curves: every fold's per-epoch validation metric)
 """
@@ -73,8 +74,12 @@ def main(argv: list[str] | None = None) -> None:
     oof = pd.DataFrame({"id": index["id"], "fold": fold_of})
     for j, col in enumerate(task.target_columns):
         oof[f"true_{col}"] = targets[:, j]
+    if task.prob_columns != task.pred_columns:
+        for j, col in enumerate(task.prob_columns):
+            oof[col] = preds[:, j]
+    decoded = task.decode(preds)
     for j, col in enumerate(task.pred_columns):
-        oof[col] = preds[:, j]
+        oof[col] = decoded[:, j]
     write_csv(oof, args.out)
 
     with Live(dir=str(args.live), dvcyaml=False, save_dvc_exp=False, report=None) as live:

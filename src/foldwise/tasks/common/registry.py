@@ -10,6 +10,7 @@ TASKS = {
     "seti": "seti",
     "hms": "hms",
     "petfinder": "petfinder",
+    "mask": "mask",
 }
 
 
