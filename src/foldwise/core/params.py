@@ -176,6 +176,7 @@ def parse_params(raw: dict, source: str = PARAMS_FILE, check_names: bool = True)
             raise FoldwiseError(f"{source}: '{name}' must be a mapping, got {group!r}")
         tasks[name] = _build(get_task(name).Params, group, prefix=f"{name}.", source=source)
     params = dataclasses.replace(params, tasks=tasks)
+    get_task(params.task).configure(params)
     if params.augment.train == "auto":
         auto = list(get_task(params.task).train_augment)
         params = dataclasses.replace(params, augment=dataclasses.replace(params.augment, train=auto))
@@ -207,12 +208,16 @@ def _check_names(p: Params, source: str) -> None:
 
 
 def check_scorers(p: Params, source: str = PARAMS_FILE) -> None:
-    """``metrics.extra`` names scikit-learn scorers that fit the task's targets (imports sklearn.metrics)."""
-    if p.metrics.extra:
+    """``metrics.extra``, and a task group's own ``metric`` key (``images.metric``), name scikit-learn
+    scorers that fit the task's targets (imports sklearn.metrics)."""
+    own = getattr(p.task_params, "metric", None)
+    if p.metrics.extra or own:
         from ..tasks import get_task
-        from ..tasks.common.scorers import extra_scorers
+        from ..tasks.common.scorers import check_scorer, extra_scorers
 
         task = get_task(p.task)
+        if own:
+            check_scorer(own, task.target_kind(p), f"{p.task}.metric", task.name, source)
         extra_scorers(p.metrics.extra, task.target_kind(p), task.name, source=source)
 
 

@@ -72,8 +72,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"oof: cv {task.metric_name} {cv:.5f}" + "".join(f", {n} {v:.5f}" for n, v in extra_scores["cv"].items()))
 
     oof = pd.DataFrame({"id": index["id"], "fold": fold_of})
+    true = task.target_labels(targets)
     for j, col in enumerate(task.target_columns):
-        oof[f"true_{col}"] = targets[:, j]
+        oof[f"true_{col}"] = true[:, j]
     if task.prob_columns != task.pred_columns:
         for j, col in enumerate(task.prob_columns):
             oof[col] = preds[:, j]

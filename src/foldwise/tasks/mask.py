@@ -110,7 +110,16 @@ class MaskTask(Task):
         for sample_id, file in zip(table["id"], table["file"]):
             yield load_image(Path(root) / file, f"id {sample_id!r}", params.img_size, params.task_params.resize)
 
+    def raw_sizes(self, root: Path, table: pd.DataFrame, split: str, params: Any) -> Iterator[tuple[int, int, int]]:
+        """Each photo's size and band count, from its header."""
+        for file in table["file"]:
+            with Image.open(Path(root) / file) as img:
+                yield img.height, img.width, len(img.getbands())
+
     # ---- learning -------------------------------------------------------------------------------
+    def target_kind(self, params: Any) -> str:
+        return "multiclass"  # ans, the class index 0-17
+
     def num_logits(self, params: Any) -> int:
         return sum(HEADS) if params.task_params.head == "multi" else N_CLASSES
 

@@ -68,6 +68,10 @@ class Task:
                     f"(expected {', '.join(self.required_files())})"
                 )
 
+    def configure(self, params: Any) -> None:
+        """Called by the params loader for the active task. A task whose layout, columns or metric
+        depend on its params group (the generic ``images`` task) sets them here; a no-op otherwise."""
+
     def required_files(self) -> list[str]:
         return [self.marker_file, self.sample_submission]
 
@@ -117,6 +121,10 @@ class Task:
     def predict(self, logits: torch.Tensor, params: Any) -> torch.Tensor:
         """Logits (N, num_logits) -> values to average (N, len(prob_columns)), e.g. probabilities."""
         raise NotImplementedError
+
+    def target_labels(self, targets: np.ndarray) -> np.ndarray:
+        """Targets (N, T) as ``oof.csv`` shows them in ``true_<col>`` (e.g. class names); the identity by default."""
+        return targets
 
     def decode(self, probs: np.ndarray) -> np.ndarray:
         """Averaged ``predict`` values (N, len(prob_columns)) -> submission values (N, len(pred_columns)).

@@ -11,6 +11,7 @@ TASKS = {
     "hms": "hms",
     "petfinder": "petfinder",
     "mask": "mask",
+    "images": "images",
 }
 
 
