@@ -298,3 +298,15 @@ def test_dvc_repro_real_layout_zip_through_local(tiny_repo, tmp_path):
                       "data": {"source": "local", "path": str(archive)}})
     run(["dvc", "repro"], work)
     _check_outputs(work)
+
+
+def test_kaggle_source_is_refused_in_one_line(tmp_path, monkeypatch):
+    from foldwise.stages import download
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw.update(task="mask", data={"source": "kaggle", "path": ""})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FoldwiseError, match="task mask is not a Kaggle competition.*data.source: local"):
+        download.main(["--out", str(tmp_path / "raw")])
+    assert not (tmp_path / "raw").exists()
