@@ -198,9 +198,9 @@ def test_unknown_class_in_train_and_test(data, tmp_path):
     _edit(root, "train.csv", lambda df: df.__setitem__("shape", df["shape"].where(df.index != 4, "hexagon")))
     message = _error(root, "train")
     assert message.startswith(f"{root / 'train.csv'}: shape must be one of circle, square, triangle, got 'hexagon' in row 6")
-    _edit(root, "test.csv", lambda df: df.__setitem__("shape", ["circle"] * 2 + ["oval"] + [None] * (len(df) - 3)))
+    _edit(root, "test.csv", lambda df: df.__setitem__("shape", [None, "circle", None, "oval"] + [None] * (len(df) - 4)))
     message = _error(root, "test")
-    assert message.startswith(f"{root / 'test.csv'}: shape must be one of") and "'oval' in row 4" in message
+    assert message.startswith(f"{root / 'test.csv'}: shape must be one of") and "'oval' in row 5" in message
 
 
 def test_missing_image_file(data, tmp_path):

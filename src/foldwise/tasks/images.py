@@ -171,9 +171,10 @@ class ImagesTask(Task):
         df = read_csv_checked(path, [ip.image_column], dtype={ip.image_column: str})
         check_filled(df, path, [ip.image_column])
         check_unique(df, path, ip.image_column)
-        if self.kind in ("binary", "multiclass") and ip.targets[0] in df:
-            given = df[df[ip.targets[0]].notna()]
-            check_choices(given, path, ip.targets[0], {c: i for i, c in enumerate(self.classes)}, ip.image_column)
+        target = ip.targets[0]
+        if self.kind in ("binary", "multiclass") and target in df:  # empty cells are fine, labels must be known
+            filled = df.assign(**{target: df[target].where(df[target].notna(), self.classes[0])})
+            check_choices(filled, path, target, {c: i for i, c in enumerate(self.classes)}, ip.image_column)
         self.check_images(root, df, path)
         return pd.DataFrame({"id": df[ip.image_column].astype(str)})
 
@@ -320,8 +321,10 @@ def check_group(ip: ImagesParams) -> None:
         bad("classes", "[negative, positive] for kind binary (empty: [0, 1])", ip.classes)
     if len(set(ip.classes)) != len(ip.classes):
         bad("classes", "distinct labels", ip.classes)
-    if ip.image_column in ip.targets or (ip.group and ip.group in [ip.image_column, *ip.targets]):
-        bad("group" if ip.group in ip.targets else "image_column", "a column of its own", ip.group or ip.image_column)
+    if ip.image_column in ip.targets:
+        bad("image_column", "a column of its own, not a target", ip.image_column)
+    if ip.group and ip.group in [ip.image_column, *ip.targets]:
+        bad("group", "a column of its own, not the image column or a target", ip.group)
     for key in ("train_csv", "test_csv", "image_dir", "image_column", "metric"):
         if not getattr(ip, key):
             bad(key, "set", "")
