@@ -246,7 +246,7 @@ def test_submission_is_test_image_column_then_labels(tmp_path):
 
 
 # ---- end to end ----------------------------------------------------------------------------------
-def check_run(repo: Path, image_column: str, target: str, classes: list[str], metric: str, score) -> dict:
+def check_run(repo: Path, target: str, classes: list[str], metric: str, score) -> dict:
     """oof.csv, the CV metric against scikit-learn, folds by group, the submission's layout."""
     oof = pd.read_csv(repo / "data/oof.csv", dtype={"id": str})
     metrics = json.loads((repo / "metrics/oof/metrics.json").read_text())
@@ -261,7 +261,7 @@ def test_dvc_repro_synthetic_default_with_extra_metrics(tiny_repo):
     run(["dvc", "repro"], repo)
     classes = ["circle", "square", "triangle"]
     probs = lambda o: o[[f"p_{c}" for c in classes]].to_numpy()  # noqa: E731
-    metrics = check_run(repo, "image", "shape", classes, "accuracy",
+    metrics = check_run(repo, "shape", classes, "accuracy",
                         lambda o: accuracy_score(o["true_shape"], o["shape"]))
     oof = pd.read_csv(repo / "data/oof.csv")
     assert metrics["cv"]["f1_macro"] == pytest.approx(f1_score(oof["true_shape"], oof["shape"], average="macro"), abs=1e-9)
@@ -303,7 +303,7 @@ def test_dvc_repro_real_layout_folder_through_local(tiny_repo, tmp_path):
              "metric": "roc_auc"}
     repo = tiny_repo({"task": "images", "images": group, "data": {"source": "local", "path": str(folder.parent)}})
     run(["dvc", "repro"], repo)
-    check_run(repo, "file", "filled", ["no", "yes"], "roc_auc",
+    check_run(repo, "filled", ["no", "yes"], "roc_auc",
               lambda o: roc_auc_score(o["true_filled"] == "yes", o["p_yes"]))
     sub = pd.read_csv(repo / "data/submission.csv")
     assert list(sub.columns) == ["file", "filled"] and len(sub) == 30 and set(sub["filled"]) <= {"no", "yes"}
