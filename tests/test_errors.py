@@ -168,7 +168,7 @@ def test_missing_test_id_stops_submit(fresh):
     sample = pd.read_csv(fresh / "data/raw/sample_submission.csv", dtype={"id": str})
     preds = pd.DataFrame({"id": sample["id"][1:], "target": 0.3})
     preds.to_csv(fresh / "data/test_preds.csv", index=False)
-    result = stage(fresh, "submit", "--sample", "data/raw/sample_submission.csv",
+    result = stage(fresh, "submit", "--raw", "data/raw",
                    "--preds", "data/test_preds.csv", "--out", "data/submission.csv")
     assert_one_line_error(result, "submit", "lack 1 id(s)", sample["id"][0])
     assert not (fresh / "data/submission.csv").exists() and not leftovers(fresh / "data")
@@ -178,7 +178,7 @@ def test_nan_prediction_stops_submit(fresh):
     sample = pd.read_csv(fresh / "data/raw/sample_submission.csv", dtype={"id": str})
     pd.DataFrame({"id": sample["id"], "target": [np.nan] + [0.2] * (len(sample) - 1)}).to_csv(
         fresh / "data/test_preds.csv", index=False)
-    result = stage(fresh, "submit", "--sample", "data/raw/sample_submission.csv",
+    result = stage(fresh, "submit", "--raw", "data/raw",
                    "--preds", "data/test_preds.csv", "--out", "data/submission.csv")
     assert_one_line_error(result, "submit", "NaN")
     assert not (fresh / "data/submission.csv").exists()

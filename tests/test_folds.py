@@ -168,7 +168,7 @@ STAGES = {
                       "data/new_model", "--live", "metrics/new_train", "--checkpoint", "data/new_ckpt"], "data/new_model"),
     "oof": (oof, [*OOF[:6], "--out", "data/new_oof.csv", "--live", "metrics/new_oof"], "data/new_oof.csv"),
     "infer": (infer, [*INFER[:4], "--out", "data/new_preds.csv"], "data/new_preds.csv"),
-    "submit": (submit, ["--sample", "data/prepared/test.csv", "--preds", "data/test_preds.csv",
+    "submit": (submit, ["--raw", "data/raw", "--preds", "data/test_preds.csv",
                         "--out", "data/new_submission.csv"], "data/new_submission.csv"),
 }
 

@@ -14,13 +14,14 @@ from .core.errors import FoldwiseError
 
 
 def find_root(folder: Path, marker: str, source: Path) -> Path:
-    """The folder holding ``marker``: ``folder`` itself or a sub-folder up to two levels down.
+    """The folder holding ``marker`` (a file or a relative path such as ``train/train.csv``):
+    ``folder`` itself or a sub-folder up to two levels down.
 
     ``source`` (the user's zip or folder) is what an error names."""
     for depth in range(3):
         hits = sorted(folder.glob("/".join(["*"] * depth + [marker])))
         if hits:
-            return hits[0].parent
+            return hits[0].parents[len(Path(marker).parts) - 1]
     raise FoldwiseError(f"{source}: no {marker} found; not the competition's data")
 
 

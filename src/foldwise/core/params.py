@@ -104,6 +104,23 @@ class InferParams:
 
 
 @dataclass(frozen=True)
+class MetricsParams:
+    """Extra scikit-learn scorers (``get_scorer_names()``) logged beside the task's own metric by
+    ``oof``, per fold and CV; see tasks/common/scorers.py for how they are fed and named."""
+
+    extra: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EdaParams:
+    """What the ``eda`` stage looks at."""
+
+    max_images: int = bounded(200, lo=1)  # raw samples per split whose size is read
+    grid: int = bounded(16, lo=1)  # images per class in each sample grid
+    bins: int = bounded(10, lo=2)  # regression targets: histogram bins (and one sample grid per bin)
+
+
+@dataclass(frozen=True)
 class Params:
     task: str = "seti"
     seed: int = bounded(42, lo=0, hi=2**32 - 1)  # numpy and scikit-learn take seeds in [0, 2**32)
@@ -120,6 +137,8 @@ class Params:
     train: TrainParams = field(default_factory=TrainParams)
     augment: AugmentParams = field(default_factory=AugmentParams)
     infer: InferParams = field(default_factory=InferParams)
+    metrics: MetricsParams = field(default_factory=MetricsParams)
+    eda: EdaParams = field(default_factory=EdaParams)
     # One group per task (``seti:``, ``hms:``, ...), read with that task's own dataclass.
     tasks: dict = field(default_factory=dict)
 
@@ -162,6 +181,7 @@ def parse_params(raw: dict, source: str = PARAMS_FILE, check_names: bool = True)
             raise FoldwiseError(f"{source}: '{name}' must be a mapping, got {group!r}")
         tasks[name] = _build(get_task(name).Params, group, prefix=f"{name}.", source=source)
     params = dataclasses.replace(params, tasks=tasks)
+    get_task(params.task).configure(params)
     if params.augment.train == "auto":
         auto = list(get_task(params.task).train_augment)
         params = dataclasses.replace(params, augment=dataclasses.replace(params.augment, train=auto))
@@ -211,6 +231,21 @@ def _check_names(p: Params, source: str) -> None:
     from ..engine.transforms import check_augment_spec
 
     check_augment_spec(p.augment.train, f"{source}: augment.train")
+    check_scorers(p, source)
+
+
+def check_scorers(p: Params, source: str = PARAMS_FILE) -> None:
+    """``metrics.extra``, and a task group's own ``metric`` key (``images.metric``), name scikit-learn
+    scorers that fit the task's targets (imports sklearn.metrics)."""
+    own = getattr(p.task_params, "metric", None)
+    if p.metrics.extra or own:
+        from ..tasks import get_task
+        from ..tasks.common.scorers import check_scorer, extra_scorers
+
+        task = get_task(p.task)
+        if own:
+            check_scorer(own, task.target_kind(p), f"{p.task}.metric", task.name, source)
+        extra_scorers(p.metrics.extra, task.target_kind(p), task.name, source=source)
 
 
 def _check_model(p: Params, source: str) -> None:

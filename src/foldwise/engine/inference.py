@@ -30,7 +30,7 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 @torch.inference_mode()
 def predict(model: torch.nn.Module, loader: DataLoader, task, params, flips: list[str],
             device: torch.device, amp_dtype: torch.dtype | None = None) -> np.ndarray:
-    """Predictions (N, len(task.pred_columns)) on the submission's scale, mean over ``flips``."""
+    """``task.predict`` values (N, len(task.prob_columns)), e.g. probabilities, mean over ``flips``."""
     model.eval()
     out = []
     for batch in loader:

@@ -118,9 +118,10 @@ class Trainer:
                                 "run `dvc repro pretrained` first")
         weights = str(pretrained_dir / WEIGHTS_FILE) if info["pretrained"] else ""
         affine = input_affine(info, task.image_scale, in_chans)
-        self.model_config = {"model": p.model, "in_chans": in_chans, "num_outputs": task.num_outputs, "n_meta": n_meta,
+        num_logits = task.num_logits(p)
+        self.model_config = {"model": p.model, "in_chans": in_chans, "num_outputs": num_logits, "n_meta": n_meta,
                              "img_size": p.img_size, "input_affine": affine}
-        self.model = create_model(p.model, in_chans, task.num_outputs, n_meta, img_size=p.img_size,
+        self.model = create_model(p.model, in_chans, num_logits, n_meta, img_size=p.img_size,
                                   weights=weights, input_affine=affine)
         if ctx.enabled and p.train.sync_bn:
             from timm.layers import convert_sync_batchnorm  # also converts timm's BatchNormAct2d

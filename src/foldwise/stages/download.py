@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from ..core.atomic import atomic_dir
-from ..core.errors import run_stage
+from ..core.errors import FoldwiseError, run_stage
 from ..core.params import load_params
 from ..sources import copy_local, kaggle_download
 from ..tasks import get_task
@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> None:
             print(f"download: synthetic {task.competition}: {s.n_train} train + {s.n_test} test (seed {p.seed})")
             task.generate(tmp, s.n_train, s.n_test, p.seed, s.strength)
         elif p.data.source == "kaggle":
+            if not task.on_kaggle:
+                raise FoldwiseError(f"data.source: kaggle: task {task.name} is not a Kaggle competition; "
+                                    "download its archive yourself and use data.source: local")
             kaggle_download(task.competition, tmp, task.marker_file)
         else:
             print(f"download: copying {p.data.path}")

@@ -3,7 +3,7 @@ are averaged.
 
 params: task, folds, infer (tta, batch_size)
 deps:   data/prepared/, data/models/
-outs:   data/test_preds.csv (id, <pred col>...)
+outs:   data/test_preds.csv (id, <prob col>...): averaged, not yet decoded (submit decodes)
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     for k in p.folds:
         model = load_fold_model(args.models / f"fold_{k}", device, p.train.channels_last)
         total += predict(model, loader, task, p, p.infer.tta, device)
-    preds = pd.DataFrame(total / len(p.folds), columns=task.pred_columns)
+    preds = pd.DataFrame(total / len(p.folds), columns=task.prob_columns)
     preds.insert(0, "id", index["id"])
     write_csv(preds, args.out)
     print(f"infer: {len(index)} test samples x {len(p.folds)} fold models (folds {sorted(p.folds)} "

@@ -3,10 +3,12 @@
 Only the folds in ``folds`` are scored: with ``folds: [0]`` of ``n_splits: 5`` the CV score is fold 0's
 rows alone, and ``cv/n_folds`` says so.
 
-params: task, folds, infer (tta, batch_size)
+params: task, folds, infer (tta, batch_size), metrics (extra)
 deps:   data/prepared/, data/folds.csv, data/models/
-outs:   data/oof.csv (id, fold, true_<col>..., <pred col>...; only the trained folds' rows)
-metrics/plots: metrics/oof/ ({"cv": {<metric>: ..., "n_folds": k}, "fold_<k>": {<metric>: ...}}, the
+outs:   data/oof.csv (id, fold, true_<col>..., [<prob col>...,] <pred col>...; only the trained folds'
+        rows): the averaged predictions, then the task's decoded submission columns (prob cols only
+        where they differ, e.g. mask)
+metrics/plots: metrics/oof/ ({"cv": {<metric>: ..., "n_folds": k, <extra>: ...}, "fold_<k>": {...}}, the
         task's OOF plot (plots/custom/oof.json) and val_curves: every trained fold's per-epoch
         validation metric)
 """
@@ -28,6 +30,7 @@ from ..engine.runtime import select_device
 from ..engine.training import make_eval_loader
 from ..prepared import load_split, meta_matrix, read_folds
 from ..tasks import get_task
+from ..tasks.common.scorers import extra_scorers, score_all
 
 
 def fold_curves(models: Path, folds: list[int], metric_key: str) -> list[dict]:
@@ -70,7 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     meta = meta_matrix(index)[scored]
     device = select_device()
     preds = np.zeros((len(scored), task.num_outputs))
-    fold_scores = {}
+    extras = extra_scorers(p.metrics.extra, task.target_kind(p), task.name, skip=(task.metric_name,))
+    fold_scores, extra_scores = {}, {}
     for k in p.folds:
         rows = np.flatnonzero(fold_of == k)
         model = load_fold_model(args.models / f"fold_{k}", device, p.train.channels_last)
@@ -78,15 +82,23 @@ def main(argv: list[str] | None = None) -> None:
                                   p.infer.batch_size, p.train.num_workers)
         preds[rows] = predict(model, loader, task, p, p.infer.tta, device)
         fold_scores[k] = task.metric(targets[rows], preds[rows])
+        extra_scores[f"fold_{k}"] = score_all(extras, task.target_kind(p), targets[rows], preds[rows], f"fold {k}")
         print(f"oof: fold {k}: {task.metric_name} {fold_scores[k]:.5f} (tta: {', '.join(p.infer.tta)})")
     cv = task.metric(targets, preds)
-    print(f"oof: cv {task.metric_name} {cv:.5f} {coverage(p.folds, p.n_splits, len(scored), len(index))}")
+    extra_scores["cv"] = score_all(extras, task.target_kind(p), targets, preds, "cv")
+    print(f"oof: cv {task.metric_name} {cv:.5f} {coverage(p.folds, p.n_splits, len(scored), len(index))}"
+          + "".join(f", {n} {v:.5f}" for n, v in extra_scores["cv"].items()))
 
     oof = pd.DataFrame({"id": index["id"].to_numpy()[scored], "fold": fold_of})
+    true = task.target_labels(targets)
     for j, col in enumerate(task.target_columns):
-        oof[f"true_{col}"] = targets[:, j]
+        oof[f"true_{col}"] = true[:, j]
+    if task.prob_columns != task.pred_columns:
+        for j, col in enumerate(task.prob_columns):
+            oof[col] = preds[:, j]
+    decoded = task.decode(preds)
     for j, col in enumerate(task.pred_columns):
-        oof[col] = preds[:, j]
+        oof[col] = decoded[:, j]
     write_csv(oof, args.out)
 
     with Live(dir=str(args.live), dvcyaml=False, save_dvc_exp=False, report=None) as live:
@@ -94,6 +106,9 @@ def main(argv: list[str] | None = None) -> None:
         live.log_metric("cv/n_folds", len(p.folds), plot=False)
         for k, score in fold_scores.items():
             live.log_metric(f"fold_{k}/{task.metric_name}", score, plot=False)
+        for prefix, scores in extra_scores.items():
+            for name, value in scores.items():
+                live.log_metric(f"{prefix}/{name}", value, plot=False)
         live.log_plot("val_curves", fold_curves(args.models, p.folds, f"val/{task.metric_name}"),
                       x="epoch", y="value", template="linear",
                       title=f"val/{task.metric_name} per epoch, one line per fold",

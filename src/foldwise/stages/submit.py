@@ -1,8 +1,9 @@
-"""Stage ``submit``: the Kaggle submission, validated against ``sample_submission.csv``.
+"""Stage ``submit``: the submission, validated against the task's template (``sample_submission.csv``;
+mask: ``eval/info.csv``), with the averaged test predictions decoded by the task.
 
 params: task
-deps:   data/raw/sample_submission.csv, data/test_preds.csv
-outs:   data/submission.csv (same ids, order and columns as the sample)
+deps:   data/raw/ (its submission template), data/test_preds.csv
+outs:   data/submission.csv (same ids, order and columns as the template)
 """
 from __future__ import annotations
 
@@ -20,13 +21,14 @@ from ..tasks.common.tables import read_csv_checked
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sample", type=Path, required=True)
+    parser.add_argument("--raw", type=Path, required=True, help="the raw data folder holding the template")
     parser.add_argument("--preds", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     task = get_task(load_params(check_names=False).task)
-    sample = read_csv_checked(args.sample, [])
-    sample[sample.columns[0]] = pd.read_csv(args.sample, usecols=[0], dtype=str).iloc[:, 0]  # ids verbatim
+    sample_path = args.raw / task.sample_submission
+    sample = read_csv_checked(sample_path, [])
+    sample[sample.columns[0]] = pd.read_csv(sample_path, usecols=[0], dtype=str).iloc[:, 0]  # ids verbatim
     if not args.preds.is_file():
         raise FoldwiseError(f"{args.preds}: missing; run the infer stage")
     preds = pd.read_csv(args.preds, dtype={"id": str})

@@ -98,7 +98,7 @@ def _train_fold(args, p, task, ctx: distributed.Dist, device) -> None:
 
     with atomic_dir(args.out) as tmp:
         save_fold_model(tmp / MODEL_FILE, trainer.model, trainer.model_config)
-        preds = pd.DataFrame(result.val_preds, columns=task.pred_columns)
+        preds = pd.DataFrame(result.val_preds, columns=task.prob_columns)
         write_csv(pd.concat([index[["id"]].iloc[val_rows].reset_index(drop=True), preds], axis=1),
                   tmp / "val_preds.csv")
         history = pd.DataFrame(result.history)

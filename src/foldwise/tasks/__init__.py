@@ -1,4 +1,4 @@
-"""One module per competition (seti, hms, petfinder); common/ holds their interface and registry."""
+"""One module per competition (seti, hms, petfinder, mask); common/ holds their interface and registry."""
 from .common.registry import TASKS, get_task
 
 __all__ = ["TASKS", "get_task"]

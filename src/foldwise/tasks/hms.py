@@ -131,7 +131,22 @@ class HmsTask(Task):
             yield window_to_image(spectrogram_window(logp, int(start), path, row_id),
                                   params.task_params.layout, params.img_size)
 
+    def raw_sizes(self, root: Path, table: pd.DataFrame, split: str, params: Any) -> Iterator[tuple[int, int, int]]:
+        """Each row's spectrogram file: 400 power columns (4 chains x 100 frequencies) by its time
+        rows, from the parquet footer."""
+        import pyarrow.parquet as pq
+
+        for sid in table["spectrogram_id"].astype(np.int64):
+            meta = pq.read_metadata(root / f"{split}_spectrograms" / f"{int(sid)}.parquet")
+            yield meta.num_columns - 1, meta.num_rows, 1
+
+    def class_names(self, params: Any) -> list[str]:
+        return list(CLASSES)
+
     # ---- learning -------------------------------------------------------------------------------
+    def target_kind(self, params: Any) -> str:
+        return "multiclass"  # the expert consensus: argmax of the vote fractions
+
     def loss(self, params: Any) -> torch.nn.Module:
         return VoteKLLoss(params.train.label_smoothing)
 

@@ -17,7 +17,6 @@ the mean while an image model can.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -25,20 +24,19 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from ..core.errors import FoldwiseError
 from ..core.params import choice
 from .common.base import Task
+from .common.imagefolder import IMAGENET_MEAN, IMAGENET_STD, RESIZES, load_image  # noqa: F401 (re-exported)
 from .common.synthetic import unique_hex_ids
-from .common.tables import read_csv_checked
+from .common.tables import check_filled, check_numbers, check_unique, read_csv_checked
 
 FLAGS = ["Subject Focus", "Eyes", "Face", "Near", "Action", "Accessory", "Group", "Collage",
          "Human", "Occlusion", "Info", "Blur"]
 TARGET = "Pawpularity"
 ID_HEX_DIGITS = 32
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 # Synthetic data: flag rates close to the real train.csv, and target moments of the real Pawpularity.
 FLAG_RATES = {"Subject Focus": 0.03, "Face": 0.90, "Near": 0.86, "Action": 0.01, "Accessory": 0.07,
@@ -64,7 +62,7 @@ WORDS = ["ADOPT ME", "FOR ADOPTION", "CALL 012-3456", "PLS SHARE", "FREE", "PETF
 class PetfinderParams:
     """How photos are resized, whether the 12 flags feed the head, and the training loss."""
 
-    resize: str = choice("squash", "crop", default="squash")  # crop: centre square, then resize
+    resize: str = choice(*RESIZES, default="squash")  # crop: centre square, then resize
     use_meta: bool = True  # concatenate the 12 flags to the image features before the head
     loss: str = choice("bce", "mse", default="bce")  # both on Pawpularity / 100
 
@@ -131,13 +129,7 @@ class PetfinderTask(Task):
         df = read_csv_checked(path, ["Id", *FLAGS, TARGET], dtype={"Id": str})
         _check_ids(df["Id"], path)
         df = _check_flags(df, path)
-        score = pd.to_numeric(df[TARGET], errors="coerce")
-        bad = score.isna() | (score < 1) | (score > 100)
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise FoldwiseError(
-                f"{path}: {TARGET} must be a number in 1-100, got {df[TARGET].iloc[i]!r} for Id {df['Id'].iloc[i]!r}"
-            )
+        score = check_numbers(df, path, TARGET, lo=1, hi=100, key="Id")
         table = pd.DataFrame({"id": df["Id"].astype(str), TARGET: score.astype(float)})
         bins = sturges_bins(table[TARGET].to_numpy())
         table["stratify"] = merge_sparse_bins(bins, min_count=params.n_splits)
@@ -151,9 +143,18 @@ class PetfinderTask(Task):
 
     def iter_images(self, root: Path, table: pd.DataFrame, split: str, params: Any) -> Iterator[np.ndarray]:
         for pid in table["id"]:
-            yield load_photo(Path(root) / split / f"{pid}.jpg", pid, params.img_size, params.task_params.resize)
+            yield load_image(Path(root) / split / f"{pid}.jpg", f"Id {pid!r}", params.img_size, params.task_params.resize)
+
+    def raw_sizes(self, root: Path, table: pd.DataFrame, split: str, params: Any) -> Iterator[tuple[int, int, int]]:
+        """Each photo's size and band count, from its header (pixels are not decoded)."""
+        for pid in table["id"]:
+            with Image.open(Path(root) / split / f"{pid}.jpg") as img:
+                yield img.height, img.width, len(img.getbands())
 
     # ---- learning -------------------------------------------------------------------------------
+    def target_kind(self, params: Any) -> str:
+        return "regression"
+
     def loss(self, params: Any) -> torch.nn.Module:
         return PawpularityLoss(params.task_params.loss)
 
@@ -222,67 +223,15 @@ def merge_sparse_bins(bins: np.ndarray, min_count: int) -> np.ndarray:
 
 
 def _check_ids(ids: pd.Series, path: Path) -> None:
-    if ids.isna().any():
-        raise FoldwiseError(f"{path}: empty Id in row {int(np.flatnonzero(ids.isna().to_numpy())[0]) + 2}")
-    dup = ids[ids.duplicated()]
-    if len(dup):
-        raise FoldwiseError(f"{path}: duplicate Id {dup.iloc[0]!r}")
+    frame = ids.to_frame("Id")
+    check_filled(frame, path, ["Id"])
+    check_unique(frame, path, "Id")
 
 
 def _check_flags(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     for col in FLAGS:
-        values = pd.to_numeric(df[col], errors="coerce")
-        bad = ~values.isin([0, 1])
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise FoldwiseError(f"{path}: {col} must be 0 or 1, got {df[col].iloc[i]!r} for Id {df['Id'].iloc[i]!r}")
-        df[col] = values.astype(int)
+        df[col] = check_numbers(df, path, col, lo=0, hi=1, integer=True, key="Id").astype(int)
     return df
-
-
-# ---- images -------------------------------------------------------------------------------------
-def load_photo(path: Path, pid: str, img_size: int, resize: str = "squash") -> np.ndarray:
-    """Decode one photo -> float32 (img_size, img_size, 3), RGB, ImageNet-normalised.
-
-    ``squash`` resizes the whole photo to a square; ``crop`` takes the centre square first.
-    Grayscale, CMYK, palette and alpha images are converted to RGB.
-    """
-    if not path.is_file():
-        raise FoldwiseError(f"{path}: missing image for Id {pid!r}")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. PIL's DecompressionBombWarning, corrupt EXIF
-            with Image.open(path) as img:
-                if img.format == "JPEG":
-                    img.draft("RGB", (img_size, img_size))  # fast DCT downscale of big JPEGs
-                img.load()
-                img = ImageOps.exif_transpose(img)
-                rgb = _to_rgb(img)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise FoldwiseError(f"{path}: not a readable image for Id {pid!r} ({str(exc).splitlines()[0]})") from None
-    w, h = rgb.size
-    if resize == "crop":
-        side = min(w, h)
-        left, top = (w - side) // 2, (h - side) // 2
-        rgb = rgb.crop((left, top, left + side, top + side))
-    rgb = rgb.resize((img_size, img_size), Image.Resampling.BILINEAR)
-    arr = np.asarray(rgb, dtype=np.float32) / 255.0
-    return ((arr - IMAGENET_MEAN) / IMAGENET_STD).astype(np.float32)
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    if img.mode == "RGB":
-        return img
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # high bit depth grayscale: scale to 8 bit
-        arr = np.asarray(img, dtype=np.float64)
-        top = arr.max() if arr.max() > 0 else 1.0
-        return Image.fromarray((arr / top * 255).astype(np.uint8)).convert("RGB")
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        canvas = Image.new("RGB", rgba.size, (255, 255, 255))
-        canvas.paste(rgba, mask=rgba.getchannel("A"))
-        return canvas
-    return img.convert("RGB")  # L, 1, P, CMYK, YCbCr, LAB, HSV
 
 
 # ---- synthetic generator ------------------------------------------------------------------------

@@ -106,7 +106,16 @@ class SetiTask(Task):
             cadence = load_cadence(root / split / cid[0] / f"{cid}.npy")
             yield cadence_to_image(cadence[frames], params.task_params.stack, params.img_size)
 
+    def raw_sizes(self, root: Path, table: pd.DataFrame, split: str, params: Any) -> Iterator[tuple[int, int, int]]:
+        """A cadence's frame (time x frequency) and its 6 frames as channels, from the .npy header."""
+        for cid in table["id"]:
+            shape = np.load(root / split / cid[0] / f"{cid}.npy", mmap_mode="r").shape
+            yield shape[1], shape[2], shape[0]
+
     # ---- learning -------------------------------------------------------------------------------
+    def target_kind(self, params: Any) -> str:
+        return "binary"
+
     def loss(self, params: Any) -> torch.nn.Module:
         return SmoothedBCEWithLogits(params.train.pos_weight, params.train.label_smoothing)
 

@@ -9,8 +9,18 @@ Conventions shared by all tasks:
   column (int class or bin used by the fold splitter and the balanced sampler) and, where the
   competition needs a grouped split, a ``group`` column (e.g. patient id).
 - An *image* is a float32 array of shape (H, W, C) with H == W == img_size.
-- ``predict`` maps model logits to the submission's scale; ``metric`` compares targets with those
-  predictions; ``pred_columns`` are exactly the submission's columns after its id column.
+- ``predict`` maps model logits (N, num_logits) to *probabilities* (N, len(prob_columns)): the
+  values that are averaged over TTA views and fold models (and blended across experiments).
+  ``metric`` and ``oof_plot`` take targets and those averaged values.
+- ``decode`` maps averaged values to the submission's values (N, len(pred_columns)); ``pred_columns``
+  are exactly the submission's columns after its id column. Where the submission holds the averaged
+  values themselves (SETI's probability, HMS's votes, PetFinder's score) ``prob_columns`` defaults to
+  ``pred_columns`` and ``decode`` is the identity. A classification task whose submission holds a
+  class (mask: integer ``ans``) sets ``prob_columns`` to one column per class and decodes by argmax;
+  then ``oof.csv`` carries both the probabilities and the decoded columns, ``test_preds.csv`` the
+  probabilities, and ``submission`` decodes.
+- ``num_logits(params)`` is the width of the model's head (default ``len(prob_columns)``); a task
+  with several heads (mask's 3 + 2 + 3) returns their total and combines them in ``loss``/``predict``.
 """
 from __future__ import annotations
 
@@ -33,6 +43,7 @@ class NoParams:
 class Task:
     name: ClassVar[str]
     competition: ClassVar[str]  # Kaggle competition slug, for data.source: kaggle
+    on_kaggle: ClassVar[bool] = True  # False: data.source: kaggle is refused (e.g. mask, an AI Stages competition)
     marker_file: ClassVar[str]  # a file at the root of the Kaggle layout (finds the root in a zip)
     sample_submission: ClassVar[str] = "sample_submission.csv"
     metric_name: ClassVar[str]  # used as val/<metric_name> and cv/<metric_name>
@@ -61,6 +72,10 @@ class Task:
                     f"(expected {', '.join(self.required_files())})"
                 )
 
+    def configure(self, params: Any) -> None:
+        """Called by the params loader for the active task. A task whose layout, columns or metric
+        depend on its params group (the generic ``images`` task) sets them here; a no-op otherwise."""
+
     def required_files(self) -> list[str]:
         return [self.marker_file, self.sample_submission]
 
@@ -78,26 +93,62 @@ class Task:
         """Channels C of the (img_size, img_size, C) images ``iter_images`` yields under ``params``."""
         return 3
 
+    def raw_sizes(self, root: Path, table: pd.DataFrame, split: str, params: Any) -> Iterator[tuple[int, int, int]]:
+        """(height, width, channels) of each table row's raw sample before preprocessing, read from
+        file headers where the format allows; the ``eda`` stage plots them. None by default."""
+        return iter(())
+
+    def class_names(self, params: Any) -> list[str] | None:
+        """Names of the classes in target index order, for the ``eda`` plots; None: derived from the
+        target columns (see stages/eda.py)."""
+        return None
+
     def meta_columns(self, params: Any) -> list[str]:
         """Tabular features kept beside the image and fed to the model's head (none by default)."""
         return []
 
     # ---- learning -------------------------------------------------------------------------------
     @property
+    def prob_columns(self) -> list[str]:
+        """The columns of ``predict``'s output, averaged over TTA and folds (default: pred_columns)."""
+        return self.pred_columns
+
+    @property
     def num_outputs(self) -> int:
-        return len(self.pred_columns)
+        """Width of ``predict``'s output: len(prob_columns)."""
+        return len(self.prob_columns)
+
+    def num_logits(self, params: Any) -> int:
+        """Width of the model's head, i.e. of the logits fed to ``loss`` and ``predict``."""
+        return self.num_outputs
 
     def loss(self, params: Any) -> torch.nn.Module:
-        """A module mapping (logits (N, num_outputs), targets (N, len(target_columns))) to a scalar."""
+        """A module mapping (logits (N, num_logits), targets (N, len(target_columns))) to a scalar."""
         raise NotImplementedError
 
     def predict(self, logits: torch.Tensor, params: Any) -> torch.Tensor:
-        """Logits (N, num_outputs) -> predictions (N, len(pred_columns)) on the submission's scale."""
+        """Logits (N, num_logits) -> values to average (N, len(prob_columns)), e.g. probabilities."""
         raise NotImplementedError
 
+    def target_labels(self, targets: np.ndarray) -> np.ndarray:
+        """Targets (N, T) as ``oof.csv`` shows them in ``true_<col>`` (e.g. class names); the identity by default."""
+        return targets
+
+    def decode(self, probs: np.ndarray) -> np.ndarray:
+        """Averaged ``predict`` values (N, len(prob_columns)) -> submission values (N, len(pred_columns)).
+
+        The identity by default; a class submission returns e.g. the argmax as int64 (N, 1)."""
+        return probs
+
     def metric(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
-        """The competition metric of predictions (N, P) against targets (N, T)."""
+        """The competition metric of averaged predictions (N, len(prob_columns)) against targets (N, T)."""
         raise NotImplementedError
+
+    def target_kind(self, params: Any) -> str | None:
+        """How scikit-learn scorers (``metrics.extra``) see the targets: ``binary``, ``multiclass``,
+        ``multilabel`` or ``regression`` (tasks/common/scorers.py maps targets and predictions for
+        each); None: the task's targets suit no scorer."""
+        return None
 
     def is_better(self, score: float, best: float | None) -> bool:
         if best is None:
@@ -111,7 +162,8 @@ class Task:
         raise NotImplementedError
 
     def submission(self, sample: pd.DataFrame, preds: pd.DataFrame) -> pd.DataFrame:
-        """Fill the sample submission from ``preds`` (``id`` + pred_columns); same ids, order and columns."""
+        """Fill the sample submission from ``preds`` (``id`` + prob_columns, the averaged test predictions)
+        with ``decode``d values; same ids, order and columns as the sample."""
         id_col = sample.columns[0]
         if list(sample.columns[1:]) != list(self.pred_columns):
             raise FoldwiseError(
@@ -127,7 +179,10 @@ class Task:
                 f"e.g. {missing.iloc[0]!r}"
             )
         out = sample[[id_col]].copy()
-        values = by_id.loc[keys.to_numpy(), self.pred_columns].to_numpy(dtype=np.float64)
+        missing_cols = [c for c in self.prob_columns if c not in by_id.columns]
+        if missing_cols:
+            raise FoldwiseError(f"test predictions lack column(s) {', '.join(missing_cols)}; rerun the infer stage")
+        values = self.decode(by_id.loc[keys.to_numpy(), self.prob_columns].to_numpy(dtype=np.float64))
         out[self.pred_columns] = values
         self.check_submission(out)
         return out

@@ -10,6 +10,8 @@ TASKS = {
     "seti": "seti",
     "hms": "hms",
     "petfinder": "petfinder",
+    "mask": "mask",
+    "images": "images",
 }
 
 

@@ -1,8 +1,9 @@
-"""Reading the competitions' CSV tables with one-line errors that name the file at fault."""
+"""Reading the competitions' CSV tables with one-line errors that name the file, column and row at fault."""
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ...core.errors import FoldwiseError
@@ -22,3 +23,60 @@ def read_csv_checked(path: Path, columns: list[str], dtype: dict | None = None) 
     if df.empty:
         raise FoldwiseError(f"{path}: has no rows")
     return df
+
+
+# ---- per-row checks: each stops at the first bad row with one line naming file, column and row ----
+def csv_row(i: int) -> int:
+    """The CSV line number of data row ``i`` (0-based), counting the header as line 1."""
+    return i + 2
+
+
+def fail_at(path: Path, df: pd.DataFrame, i: int, column: str, problem: str, key: str | None = None):
+    """Raise ``<path>: <column> <problem>, got <value> in row <n> (<key> <key value>)``."""
+    where = f"row {csv_row(i)}" + (f" ({key} {df[key].iloc[i]!r})" if key and key != column else "")
+    raise FoldwiseError(f"{path}: {column} {problem}, got {df[column].iloc[i]!r} in {where}")
+
+
+def check_filled(df: pd.DataFrame, path: Path, columns: list[str], key: str | None = None) -> None:
+    """No empty (NaN) cell in ``columns``."""
+    for col in columns:
+        empty = df[col].isna().to_numpy()
+        if empty.any():
+            fail_at(path, df, int(np.flatnonzero(empty)[0]), col, "is empty", key)
+
+
+def check_unique(df: pd.DataFrame, path: Path, column: str) -> None:
+    dup = df[column].duplicated().to_numpy()
+    if dup.any():
+        fail_at(path, df, int(np.flatnonzero(dup)[0]), column, "must be unique (repeats an earlier row)")
+
+
+def check_numbers(df: pd.DataFrame, path: Path, column: str, lo: float | None = None, hi: float | None = None,
+                  integer: bool = False, key: str | None = None) -> pd.Series:
+    """``column`` as float64, every value a number (an integer if asked) within [lo, hi]."""
+    values = pd.to_numeric(df[column], errors="coerce").astype(np.float64)
+    bad = values.isna() | ~np.isfinite(values)
+    if integer:
+        bad |= values != np.round(values)
+    if lo is not None:
+        bad |= values < lo
+    if hi is not None:
+        bad |= values > hi
+    if bad.any():
+        span = f" in {lo:g}-{hi:g}" if lo is not None and hi is not None else (
+            f" >= {lo:g}" if lo is not None else f" <= {hi:g}" if hi is not None else "")
+        fail_at(path, df, int(np.flatnonzero(bad.to_numpy())[0]), column,
+                f"must be {'an integer' if integer else 'a number'}{span}", key)
+    return values
+
+
+def check_choices(df: pd.DataFrame, path: Path, column: str, codes: dict[str, int],
+                  key: str | None = None) -> np.ndarray:
+    """Class code (int64) of each value of ``column`` via ``codes``; matching ignores case and spaces."""
+    lookup = {str(name).strip().lower(): code for name, code in codes.items()}
+    names = df[column].astype(str).str.strip().str.lower()
+    known = names.isin(list(lookup)).to_numpy() & df[column].notna().to_numpy()
+    if not known.all():
+        fail_at(path, df, int(np.flatnonzero(~known)[0]), column,
+                f"must be one of {', '.join(map(str, codes))}", key)
+    return names.map(lookup).to_numpy(dtype=np.int64)
