@@ -100,6 +100,14 @@ class InferParams:
 
 
 @dataclass(frozen=True)
+class BlendParams:
+    """Which finished runs the ``blend`` stage combines, and how (see stages/blend.py)."""
+
+    runs: list[str] = field(default_factory=list)  # experiment names or git revisions; [] skips the stage
+    method: str = choice("auto", "rank", "mean", default="auto")  # auto: rank for rank-based metrics (AUC)
+
+
+@dataclass(frozen=True)
 class Params:
     task: str = "seti"
     seed: int = 42
@@ -115,6 +123,7 @@ class Params:
     train: TrainParams = field(default_factory=TrainParams)
     augment: AugmentParams = field(default_factory=AugmentParams)
     infer: InferParams = field(default_factory=InferParams)
+    blend: BlendParams = field(default_factory=BlendParams)
     # One group per task (``seti:``, ``hms:``, ...), read with that task's own dataclass.
     tasks: dict = field(default_factory=dict)
 
