@@ -18,6 +18,7 @@ from foldwise.engine.inference import MODEL_FILE, save_fold_model
 from foldwise.engine.models import create_model
 from foldwise.export import bundle
 from foldwise.export.__main__ import main as export_main
+from foldwise.export.submit import submit as kaggle_submit
 from foldwise.stages import infer, preprocess, submit
 from foldwise.tasks import get_task
 
@@ -121,3 +122,15 @@ def test_missing_fold_model_and_foreign_folder_are_one_line(tmp_path, monkeypatc
 def test_default_dataset_id_is_a_kaggle_slug(monkeypatch):
     monkeypatch.setenv("KAGGLE_USERNAME", "alice")
     assert bundle.default_id("seti", "tf_efficientnet_b0.ns_jft_in1k") == "alice/foldwise-seti-tf-efficientnet-b0-ns-jft-in1k"
+
+
+def test_submit_without_credentials_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for var in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_CONFIG_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    csv = tmp_path / "submission.csv"
+    csv.write_text("id,target\na,0.5\n")
+    with pytest.raises(FoldwiseError, match=r"^submitting needs Kaggle API credentials \(~/.kaggle/kaggle.json"):
+        kaggle_submit(csv, "first try", "seti-breakthrough-listen")
+    with pytest.raises(FoldwiseError, match="nope.csv: missing"):
+        kaggle_submit(tmp_path / "nope.csv", "first try", "seti-breakthrough-listen")
