@@ -121,7 +121,8 @@ def test_missing_fold_model_and_foreign_folder_are_one_line(tmp_path, monkeypatc
 
 def test_default_dataset_id_is_a_kaggle_slug(monkeypatch):
     monkeypatch.setenv("KAGGLE_USERNAME", "alice")
-    assert bundle.default_id("seti", "tf_efficientnet_b0.ns_jft_in1k") == "alice/foldwise-seti-tf-efficientnet-b0-ns-jft-in1k"
+    slug = bundle.default_id("seti", "tf_efficientnet_b0.ns_jft_in1k")
+    assert slug == "alice/foldwise-seti-tf-efficientnet-b0-ns-jft-in1k"
 
 
 def test_submit_without_credentials_is_one_line(tmp_path, monkeypatch):

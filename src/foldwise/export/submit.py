@@ -40,7 +40,8 @@ def submit(path: Path, message: str, competition: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m foldwise.export.submit", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("file", type=Path, help="the submission CSV, e.g. data/submission.csv or data/blend/submission.csv")
+    parser.add_argument("file", type=Path,
+                        help="the submission CSV, e.g. data/submission.csv or data/blend/submission.csv")
     parser.add_argument("-m", "--message", required=True, help="the submission's description on Kaggle")
     args = parser.parse_args(argv)
     competition = get_task(load_params(check_names=False).task).competition

@@ -103,7 +103,8 @@ def load_members(runs: list[str], task, repo: str = ".") -> Members:
                 f"blend.runs: '{run}': {OOF} folds differ from '{first}''s (id {frame['id'].iloc[i]!r}: fold "
                 f"{frame['fold'].iloc[i]} vs {reference['fold'].iloc[i]}); blend runs with the same seed and folds")
         if not np.allclose(frame[true_cols].to_numpy(float), reference[true_cols].to_numpy(float)):
-            raise FoldwiseError(f"blend.runs: '{run}': {OOF} targets differ from '{first}''s; blend runs of the same data")
+            raise FoldwiseError(
+                f"blend.runs: '{run}': {OOF} targets differ from '{first}''s; blend runs of the same data")
         oof.append(frame[cols].to_numpy(np.float64))
         test.append(_aligned(preds, test_ids, run, first, TEST_PREDS)[cols].to_numpy(np.float64))
     return Members(list(runs), reference, np.stack(oof), test_ids, np.stack(test))
