@@ -59,12 +59,21 @@ def copy_local(source: Path, dest: Path, marker: str) -> None:
                 shutil.copy2(item, target)
 
 
+def has_kaggle_credentials() -> bool:
+    """Whether the kaggle client will find credentials (checked first: without, it prints a page and exits)."""
+    config = Path(os.environ.get("KAGGLE_CONFIG_DIR", Path.home() / ".kaggle"))
+    has_file = (config / "kaggle.json").is_file() or (config / "access_token").is_file()
+    return has_file or bool(os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY")) or bool(
+        os.environ.get("KAGGLE_API_TOKEN"))
+
+
+def first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
 def kaggle_download(competition: str, dest: Path, marker: str) -> None:
     """Download and extract ``competition`` with the kaggle package (needs credentials and network)."""
-    has_file = (Path(os.environ.get("KAGGLE_CONFIG_DIR", Path.home() / ".kaggle")) / "kaggle.json").is_file()
-    has_env = bool(os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY")) or bool(
-        os.environ.get("KAGGLE_API_TOKEN"))
-    if not (has_file or has_env):
+    if not has_kaggle_credentials():
         raise FoldwiseError(
             "data.source: kaggle needs Kaggle API credentials (~/.kaggle/kaggle.json or KAGGLE_USERNAME and "
             "KAGGLE_KEY); or download the zip yourself and use data.source: local"
@@ -78,10 +87,9 @@ def kaggle_download(competition: str, dest: Path, marker: str) -> None:
         api.authenticate()
         api.competition_download_files(competition, path=str(staging), quiet=False)
     except Exception as exc:  # the kaggle client raises many types (HTTP, auth, network)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise FoldwiseError(
-            f"kaggle download of {competition} failed ({first}); check the network, your credentials and that "
-            "you accepted the competition rules"
+            f"kaggle download of {competition} failed ({first_line(exc)}); check the network, your credentials "
+            "and that you accepted the competition rules"
         ) from None
     archives = sorted(staging.glob("*.zip"))
     if not archives:

@@ -121,6 +121,14 @@ class EdaParams:
 
 
 @dataclass(frozen=True)
+class BlendParams:
+    """Which finished runs the ``blend`` stage combines, and how (see stages/blend.py)."""
+
+    runs: list[str] = field(default_factory=list)  # experiment names or git revisions; [] skips the stage
+    method: str = choice("auto", "rank", "mean", default="auto")  # auto: rank for rank-based metrics (AUC)
+
+
+@dataclass(frozen=True)
 class Params:
     task: str = "seti"
     seed: int = bounded(42, lo=0, hi=2**32 - 1)  # numpy and scikit-learn take seeds in [0, 2**32)
@@ -139,6 +147,7 @@ class Params:
     infer: InferParams = field(default_factory=InferParams)
     metrics: MetricsParams = field(default_factory=MetricsParams)
     eda: EdaParams = field(default_factory=EdaParams)
+    blend: BlendParams = field(default_factory=BlendParams)
     # One group per task (``seti:``, ``hms:``, ...), read with that task's own dataclass.
     tasks: dict = field(default_factory=dict)
 

@@ -39,7 +39,6 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any, Iterator
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
@@ -47,6 +46,7 @@ import torch
 from ..core.errors import FoldwiseError
 from ..core.params import bounded, choice
 from .common.base import Task
+from .common.imaging import resize_area
 from .common.tables import read_csv_checked
 
 CHAINS = ("LL", "RL", "LP", "RP")
@@ -367,7 +367,7 @@ def window_to_image(window: np.ndarray, layout: str, img_size: int) -> np.ndarra
         plane = np.ascontiguousarray(chains.transpose(2, 0, 1))  # (freq, time, chain)
     else:
         plane = np.ascontiguousarray(chains.transpose(1, 2, 0).reshape(len(CHAINS) * N_FREQ, len(window)))
-    image = cv2.resize(plane, (img_size, img_size), interpolation=cv2.INTER_AREA)
+    image = resize_area(plane, (img_size, img_size))
     return image.reshape(img_size, img_size, -1).astype(np.float32, copy=False)
 
 

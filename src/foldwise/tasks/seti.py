@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
@@ -24,6 +23,7 @@ import torch
 from ..core.errors import FoldwiseError
 from ..core.params import choice
 from .common.base import Task
+from .common.imaging import resize_area
 from .common.synthetic import unique_hex_ids
 from .common.tables import read_csv_checked
 
@@ -48,6 +48,7 @@ class SetiTask(Task):
     marker_file = "train_labels.csv"
     metric_name = "auc"
     greater_is_better = True
+    rank_metric = True
     target_columns = ["target"]
     pred_columns = ["target"]
     Params = SetiParams
@@ -185,11 +186,8 @@ def cadence_to_image(frames: np.ndarray, stack: str, img_size: int) -> np.ndarra
         plane = frames.reshape(-1, frames.shape[-1])
     else:
         plane = np.ascontiguousarray(frames.transpose(1, 2, 0))  # resizing needs contiguous HWC
-    if plane.ndim == 2:
-        plane = plane[..., None]
-    # OpenCV resizes at most 4 channels at once (all 6 frames failed); channels are independent
-    return np.concatenate([cv2.resize(plane[..., c:c + 4], (img_size, img_size), interpolation=cv2.INTER_AREA)
-                           .reshape(img_size, img_size, -1) for c in range(0, plane.shape[-1], 4)], axis=-1)
+    image = resize_area(plane, (img_size, img_size))
+    return image.reshape(img_size, img_size, -1)
 
 
 def synthetic_cadence(rng: np.random.Generator, positive: bool, strength: float = 1.0) -> np.ndarray:

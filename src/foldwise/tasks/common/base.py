@@ -48,6 +48,7 @@ class Task:
     sample_submission: ClassVar[str] = "sample_submission.csv"
     metric_name: ClassVar[str]  # used as val/<metric_name> and cv/<metric_name>
     greater_is_better: ClassVar[bool]
+    rank_metric: ClassVar[bool] = False  # the metric sees only the order of predictions (e.g. ROC-AUC)
     target_columns: ClassVar[list[str]]
     pred_columns: ClassVar[list[str]]
     Params: ClassVar[type] = NoParams

@@ -21,4 +21,4 @@ def get_task(name: str) -> Task:
         from ...core.errors import FoldwiseError
 
         raise FoldwiseError(f"unknown task {name!r} (allowed: {', '.join(TASKS)})")
-    return importlib.import_module(f"foldwise.tasks.{TASKS[name]}").TASK
+    return importlib.import_module(f"..{TASKS[name]}", __package__).TASK  # relative: also works vendored

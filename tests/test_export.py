@@ -1,0 +1,137 @@
+"""foldwise.export: the folder's predict.py, run by a Python that cannot import foldwise (nor OpenCV,
+albumentations, scikit-learn, scipy, DVC), reproduces the pipeline's data/submission.csv."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from foldwise.core.errors import FoldwiseError
+from foldwise.engine.inference import MODEL_FILE, save_fold_model
+from foldwise.engine.models import create_model
+from foldwise.export import bundle
+from foldwise.export.__main__ import main as export_main
+from foldwise.export.submit import submit as kaggle_submit
+from foldwise.stages import infer, preprocess, submit
+from foldwise.tasks import get_task
+
+ROOT = Path(__file__).resolve().parents[1]
+# Everything predict.py must do without: this repo and the training-only libraries.
+BLOCKED = ["foldwise", "albumentations", "cv2", "sklearn", "scipy", "dvc", "dvclive", "pyarrow"]
+ISOLATED = """
+import importlib.abc, importlib.machinery, runpy, sys
+blocked = set(sys.argv[1].split(","))
+class Refuse(importlib.abc.Loader):
+    def create_module(self, spec):
+        raise ModuleNotFoundError(f"blocked for this test: {spec.name}", name=spec.name)
+    def exec_module(self, module):
+        pass
+class Blocker:  # a spec whose loading fails: importlib.util.find_spec probes (torch does) still work
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in blocked:
+            return importlib.machinery.ModuleSpec(name, Refuse())
+sys.meta_path.insert(0, Blocker())
+script, sys.argv = sys.argv[2], sys.argv[2:]
+runpy.run_path(script, run_name="__main__")
+"""
+
+
+def run_isolated(script: Path, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """``python -I`` (no PYTHONPATH, no cwd on sys.path) with the BLOCKED imports failing."""
+    return subprocess.run([sys.executable, "-I", "-c", ISOLATED, ",".join(BLOCKED), str(script), *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def tiny_seti_run(tmp_path: Path, monkeypatch) -> Path:
+    """A SETI workspace: raw data, random-weight models of 2 folds, and its data/submission.csv made
+    by the preprocess, infer and submit stages themselves."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params.update({"folds": [0, 1], "img_size": 32, "model": "resnet10t"})
+    params["infer"]["tta"] = ["none", "hflip", "vflip"]
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(repo)
+    get_task("seti").generate(repo / "data/raw", n_train=4, n_test=12, seed=0, strength=1.0)
+    torch.manual_seed(0)
+    for k in (0, 1):
+        model = create_model("resnet10t", in_chans=1, num_outputs=1)
+        (repo / f"data/models/fold_{k}").mkdir(parents=True)
+        save_fold_model(repo / f"data/models/fold_{k}" / MODEL_FILE, model,
+                        {"model": "resnet10t", "in_chans": 1, "num_outputs": 1, "n_meta": 0})
+    preprocess.main(["--raw", "data/raw", "--out", "data/prepared"])
+    infer.main(["--prepared", "data/prepared", "--models", "data/models", "--out", "data/test_preds.csv"])
+    submit.main(["--raw", "data/raw", "--preds", "data/test_preds.csv",
+                 "--out", "data/submission.csv"])
+    return repo
+
+
+def test_predict_py_reproduces_the_submission_without_foldwise(tmp_path, monkeypatch):
+    repo = tiny_seti_run(tmp_path, monkeypatch)
+    out = tmp_path / "export"
+    export_main([str(out), "--id", "someone/seti-test"])
+    meta = json.loads((out / "dataset-metadata.json").read_text())
+    assert meta["id"] == "someone/seti-test" and meta["licenses"] == [{"name": "CC0-1.0"}]
+    assert (out / "models/fold_1" / MODEL_FILE).is_file() and (out / "predict.py").is_file()
+
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    result = run_isolated(out / "predict.py", ["--data", str(repo / "data/raw"), "--out", "sub.csv"], work)
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = pd.read_csv(repo / "data/submission.csv", dtype={"id": str})
+    got = pd.read_csv(work / "sub.csv", dtype={"id": str})
+    assert got["id"].tolist() == expected["id"].tolist()
+    assert np.abs(got["target"] - expected["target"]).max() <= 1e-5
+    assert expected["target"].std() > 1e-4  # the models do tell the samples apart
+
+
+def test_the_blocker_really_blocks(tmp_path):
+    script = tmp_path / "probe.py"
+    script.write_text("import foldwise\n")
+    result = run_isolated(script, [], tmp_path)
+    assert result.returncode != 0 and "blocked for this test: foldwise" in result.stderr
+
+
+def test_missing_fold_model_and_foreign_folder_are_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(FoldwiseError, match=r"data/models/fold_0/model.pt: missing; run `dvc repro`"):
+        bundle.build(tmp_path / "out", Path("data/models"), Path("params.yaml"), None, None)
+    for k in params["folds"]:
+        (tmp_path / f"data/models/fold_{k}").mkdir(parents=True)
+        torch.save({"config": {"model": "resnet18"}}, tmp_path / f"data/models/fold_{k}" / MODEL_FILE)
+    with pytest.raises(FoldwiseError, match="trained as resnet18 but params.yaml says model: resnet10t"):
+        bundle.build(tmp_path / "out", Path("data/models"), Path("params.yaml"), None, None)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    params["model"] = "resnet18"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(FoldwiseError, match="mine: exists and is not a foldwise export"):
+        bundle.build(tmp_path / "mine", Path("data/models"), Path("params.yaml"), None, None)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_default_dataset_id_is_a_kaggle_slug(monkeypatch):
+    monkeypatch.setenv("KAGGLE_USERNAME", "alice")
+    slug = bundle.default_id("seti", "tf_efficientnet_b0.ns_jft_in1k")
+    assert slug == "alice/foldwise-seti-tf-efficientnet-b0-ns-jft-in1k"
+
+
+def test_submit_without_credentials_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for var in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_CONFIG_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    csv = tmp_path / "submission.csv"
+    csv.write_text("id,target\na,0.5\n")
+    with pytest.raises(FoldwiseError, match=r"^submitting needs Kaggle API credentials \(~/.kaggle/kaggle.json"):
+        kaggle_submit(csv, "first try", "seti-breakthrough-listen")
+    with pytest.raises(FoldwiseError, match="nope.csv: missing"):
+        kaggle_submit(tmp_path / "nope.csv", "first try", "seti-breakthrough-listen")
