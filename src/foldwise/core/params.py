@@ -100,6 +100,15 @@ class InferParams:
 
 
 @dataclass(frozen=True)
+class ExplainParams:
+    """Stage ``explain``: saliency overlays of the worst OOF errors and the most confident right rows."""
+
+    n_worst: int = bounded(4, lo=0)
+    n_confident: int = bounded(4, lo=0)
+    method: str = choice("auto", "gradcam", "rollout", default="auto")  # auto: rollout for ViTs
+
+
+@dataclass(frozen=True)
 class Params:
     task: str = "seti"
     seed: int = 42
@@ -115,6 +124,7 @@ class Params:
     train: TrainParams = field(default_factory=TrainParams)
     augment: AugmentParams = field(default_factory=AugmentParams)
     infer: InferParams = field(default_factory=InferParams)
+    explain: ExplainParams = field(default_factory=ExplainParams)
     # One group per task (``seti:``, ``hms:``, ...), read with that task's own dataclass.
     tasks: dict = field(default_factory=dict)
 

@@ -4,7 +4,8 @@ params: task, folds, infer (tta, batch_size)
 deps:   data/prepared/, data/folds.csv, data/models/
 outs:   data/oof.csv (id, fold, true_<col>..., <pred col>...)
 metrics/plots: metrics/oof/ ({"cv": {<metric>: ...}, "fold_<k>": {<metric>: ...}}, the task's OOF
-        plot (plots/custom/oof.json) and val_curves: every fold's per-epoch validation metric)
+        plot (plots/custom/oof.json) and every fold's per-epoch curves: val_curves (the task metric),
+        train_loss_curves, val_loss_curves, lr_curves)
 """
 from __future__ import annotations
 
@@ -37,6 +38,12 @@ def fold_curves(models: Path, folds: list[int], metric_key: str) -> list[dict]:
         rows += [{"fold": f"fold_{k}", "epoch": int(e), "value": float(v)}
                  for e, v in zip(history["epoch"], history[metric_key])]
     return rows
+
+
+def curve_files(metric_name: str) -> dict[str, str]:
+    """Plot file name under plots/custom/ -> the history column it holds (every fold, every epoch)."""
+    return {"val_curves": f"val/{metric_name}", "train_loss_curves": "train/loss",
+            "val_loss_curves": "val/loss", "lr_curves": "lr"}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -77,10 +84,12 @@ def main(argv: list[str] | None = None) -> None:
         live.log_metric(f"cv/{task.metric_name}", cv, plot=False)
         for k, score in fold_scores.items():
             live.log_metric(f"fold_{k}/{task.metric_name}", score, plot=False)
-        live.log_plot("val_curves", fold_curves(args.models, p.folds, f"val/{task.metric_name}"),
-                      x="epoch", y="value", template="linear",
-                      title=f"val/{task.metric_name} per epoch, one line per fold",
-                      y_label=f"val/{task.metric_name}", x_label="epoch")
+        # One long-format file per training curve, drawn by dvc.yaml's top-level plots as one chart
+        # each with every fold overlaid (dvclive's per-fold files would give one chart per fold).
+        for name, key in curve_files(task.metric_name).items():
+            live.log_plot(name, fold_curves(args.models, p.folds, key), x="epoch", y="value",
+                          template="linear", title=f"{key} per epoch, one line per fold",
+                          y_label=key, x_label="epoch")
         live.log_plot("oof", task.oof_plot(targets, preds), x="x", y="y", template="linear",
                       title=f"Out-of-fold predictions ({task.name})")
 
