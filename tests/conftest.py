@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-REPO_FILES = ["src", "dvc.yaml", "params.yaml", ".gitignore", ".dvcignore", ".dvc/config", ".dvc/.gitignore"]
+REPO_FILES = ["src", "dvc.yaml", "params.yaml", ".gitignore", ".dvcignore", ".dvc/config", ".dvc/.gitignore",
+              ".dvc/plots"]
 
 # Few hundred samples, 2 folds, 1 epoch, small images and model: the whole graph in about a minute.
 TINY = {
