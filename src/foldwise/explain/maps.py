@@ -141,16 +141,17 @@ def attention_rollout(model: FoldModel, image: torch.Tensor, meta: torch.Tensor 
     if len(probs) != len(backbone.blocks):
         raise FoldwiseError(f"explain: recorded {len(probs)} attention maps for {len(backbone.blocks)} blocks")
     n_tokens = probs[0].shape[-1]
-    rollout = torch.eye(n_tokens)
+    eye = torch.eye(n_tokens, device=probs[0].device)
+    rollout = eye
     for attn in probs:
-        mixed = attn[0].float().mean(0) + torch.eye(n_tokens)
+        mixed = attn[0].float().mean(0) + eye
         rollout = (mixed / mixed.sum(-1, keepdim=True)) @ rollout
     prefix = int(getattr(backbone, "num_prefix_tokens", 0))
     weights = rollout[0, prefix:] if prefix else rollout.mean(0)
     h, w = _patch_grid(backbone, n_tokens - prefix)
     heat = F.interpolate(weights.reshape(1, 1, h, w), size=image.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
     heat = heat - heat.min()
-    return (heat / heat.max().clamp_min(1e-12)).numpy().astype(np.float32)
+    return (heat / heat.max().clamp_min(1e-12)).cpu().numpy().astype(np.float32)
 
 
 def saliency(method: str, model: FoldModel, image: torch.Tensor, meta: torch.Tensor | None, output: int,
