@@ -59,7 +59,8 @@ def repo(tmp_path_factory) -> Path:
         fold_dir.mkdir(parents=True)
         config = {"model": MODEL, "in_chans": 1, "num_outputs": 1, "n_meta": 0}
         save_fold_model(fold_dir / MODEL_FILE, constant_model(value), config)
-        pd.DataFrame({"epoch": [1, 2], "val/auc": [0.5, 0.6 + k / 100]}).to_csv(fold_dir / "history.csv", index=False)
+        pd.DataFrame({"epoch": [1, 2], "train/loss": [0.7, 0.6], "val/loss": [0.69, 0.65],
+                      "val/auc": [0.5, 0.6 + k / 100], "lr": [1e-3, 1e-4]}).to_csv(fold_dir / "history.csv", index=False)
     return root
 
 

@@ -45,7 +45,7 @@ def stages_changed_by_editing(repo: Path, rel: str) -> set[str]:
 def test_repro_then_experiment_reruns_only_training(tiny_repo):
     repo = tiny_repo()
     first = run(["dvc", "repro"], repo)
-    for stage in ("download", "pretrained", "preprocess", "split", "train@0", "train@1", "oof", "infer", "submit"):
+    for stage in ("download", "pretrained", "preprocess", "split", "train@0", "train@1", "oof", "explain", "infer", "submit"):
         assert f"Running stage '{stage}'" in first.stdout
 
     sample = pd.read_csv(repo / "data/raw/sample_submission.csv", dtype={"id": str})
@@ -65,6 +65,16 @@ def test_repro_then_experiment_reruns_only_training(tiny_repo):
     roc = roc["oof"] if isinstance(roc, dict) else roc
     assert roc[0] == {"x": 0.0, "y": 0.0} and roc[-1] == {"x": 1.0, "y": 1.0}
     assert (repo / "metrics/oof/plots/custom/val_curves.json").is_file()
+    assert len(list((repo / "metrics/explain/worst").glob("*.png"))) == 4
+    assert len(list((repo / "metrics/explain/confident").glob("*.png"))) == 4
+    # One chart per training metric with both folds as lines, the task's OOF plot, and the overlays.
+    shown = json.loads(run(["dvc", "plots", "show", "--json"], repo).stdout)["data"]
+    charts = {name for name, items in shown.items() if items[0]["type"] == "vega"}
+    assert charts == {"fold_curves", "train_loss_curves", "val_loss_curves", "lr_curves", "oof_seti"}
+    images = [name for name, items in shown.items() if items[0]["type"] == "image"]
+    assert len(images) == 8 and all(name.startswith("metrics/explain/") for name in images)
+    losses = json.loads((repo / "metrics/oof/plots/custom/train_loss_curves.json").read_text())
+    assert {row["fold"] for row in losses} == {"fold_0", "fold_1"}
 
     second = run(["dvc", "repro"], repo)
     assert "Running stage" not in second.stdout
@@ -73,7 +83,7 @@ def test_repro_then_experiment_reruns_only_training(tiny_repo):
     assert not stages_changed_by_editing(repo, "src/foldwise/tasks/hms.py")
     # (pretrained reruns in seconds and rewrites the same "none" marker)
     assert stages_changed_by_editing(repo, "src/foldwise/engine/mixing.py") == {
-        "pretrained", "train@0", "train@1", "oof", "infer"}
+        "pretrained", "train@0", "train@1", "oof", "explain", "infer"}
 
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "baseline"], repo)

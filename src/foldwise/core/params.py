@@ -129,6 +129,15 @@ class BlendParams:
 
 
 @dataclass(frozen=True)
+class ExplainParams:
+    """Stage ``explain``: saliency overlays of the worst OOF errors and the most confident right rows."""
+
+    n_worst: int = bounded(4, lo=0)
+    n_confident: int = bounded(4, lo=0)
+    method: str = choice("auto", "gradcam", "rollout", default="auto")  # auto: rollout for ViTs
+
+
+@dataclass(frozen=True)
 class Params:
     task: str = "seti"
     seed: int = bounded(42, lo=0, hi=2**32 - 1)  # numpy and scikit-learn take seeds in [0, 2**32)
@@ -148,6 +157,7 @@ class Params:
     metrics: MetricsParams = field(default_factory=MetricsParams)
     eda: EdaParams = field(default_factory=EdaParams)
     blend: BlendParams = field(default_factory=BlendParams)
+    explain: ExplainParams = field(default_factory=ExplainParams)
     # One group per task (``seti:``, ``hms:``, ...), read with that task's own dataclass.
     tasks: dict = field(default_factory=dict)
 

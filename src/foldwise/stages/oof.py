@@ -9,8 +9,8 @@ outs:   data/oof.csv (id, fold, true_<col>..., [<prob col>...,] <pred col>...; o
         rows): the averaged predictions, then the task's decoded submission columns (prob cols only
         where they differ, e.g. mask)
 metrics/plots: metrics/oof/ ({"cv": {<metric>: ..., "n_folds": k, <extra>: ...}, "fold_<k>": {...}}, the
-        task's OOF plot (plots/custom/oof.json) and val_curves: every trained fold's per-epoch
-        validation metric)
+        task's OOF plot (plots/custom/oof.json) and every trained fold's per-epoch curves: val_curves (the
+        task metric), train_loss_curves, val_loss_curves, lr_curves)
 """
 from __future__ import annotations
 
@@ -53,6 +53,12 @@ def coverage(folds: list[int], n_splits: int, n_scored: int, n_rows: int) -> str
     if untrained:
         text += f"; fold{'s' if len(untrained) > 1 else ''} {', '.join(map(str, untrained))} not trained"
     return text + ")"
+
+
+def curve_files(metric_name: str) -> dict[str, str]:
+    """Plot file name under plots/custom/ -> the history column it holds (every fold, every epoch)."""
+    return {"val_curves": f"val/{metric_name}", "train_loss_curves": "train/loss",
+            "val_loss_curves": "val/loss", "lr_curves": "lr"}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -109,10 +115,12 @@ def main(argv: list[str] | None = None) -> None:
         for prefix, scores in extra_scores.items():
             for name, value in scores.items():
                 live.log_metric(f"{prefix}/{name}", value, plot=False)
-        live.log_plot("val_curves", fold_curves(args.models, p.folds, f"val/{task.metric_name}"),
-                      x="epoch", y="value", template="linear",
-                      title=f"val/{task.metric_name} per epoch, one line per fold",
-                      y_label=f"val/{task.metric_name}", x_label="epoch")
+        # One long-format file per training curve, drawn by dvc.yaml's top-level plots as one chart
+        # each with every fold overlaid (dvclive's per-fold files would give one chart per fold).
+        for name, key in curve_files(task.metric_name).items():
+            live.log_plot(name, fold_curves(args.models, p.folds, key), x="epoch", y="value",
+                          template="linear", title=f"{key} per epoch, one line per fold",
+                          y_label=key, x_label="epoch")
         live.log_plot("oof", task.oof_plot(targets, preds), x="x", y="y", template="linear",
                       title=f"Out-of-fold predictions ({task.name})")
 

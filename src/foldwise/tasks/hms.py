@@ -156,6 +156,11 @@ class HmsTask(Task):
     def metric(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
         return kaggle_kl(y_true, y_pred)
 
+    row_error_name = "KL"
+
+    def row_error(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+        return kaggle_kl_rows(y_true, y_pred)
+
     def oof_plot(self, y_true: np.ndarray, y_pred: np.ndarray) -> list[dict]:
         """One point per row for the confusion matrix (.dvc/plots/hms.json counts them):
         x the expert consensus (argmax of the votes), y the predicted class (argmax)."""
@@ -179,7 +184,12 @@ class HmsTask(Task):
 
 # ---- metric and loss ------------------------------------------------------------------------------
 def kaggle_kl(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """The competition's KL divergence: mean over rows of sum_j y log(y / p).
+    """The competition's score: the mean of ``kaggle_kl_rows``."""
+    return float(kaggle_kl_rows(y_true, y_pred).mean())
+
+
+def kaggle_kl_rows(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """The competition's KL divergence of each row (N,): sum_j y log(y / p).
 
     Targets are divided by their row sum (votes or fractions both work); only the predictions are
     clipped to [1e-15, 1 - 1e-15] and they are not renormalised; cells with y == 0 add 0.
@@ -194,7 +204,7 @@ def kaggle_kl(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     y = y / sums
     with np.errstate(divide="ignore", invalid="ignore"):
         cells = np.where(y > 0, y * np.log(y / p), 0.0)
-    return float(cells.sum(axis=1).mean())
+    return cells.sum(axis=1)
 
 
 class VoteKLLoss(torch.nn.Module):

@@ -79,6 +79,7 @@ class PetfinderTask(Task):
     # Mirror and upside-down photos, as the seed's augmenter does (its ratings do not depend on them).
     train_augment = [{"HorizontalFlip": {"p": 0.5}}, {"VerticalFlip": {"p": 0.5}}]
     image_scale = "imagenet"  # load_photo: RGB / 255, then (x - IMAGENET_MEAN) / IMAGENET_STD
+    rgb_images = True  # photos: explain overlays show them in colour
 
     def required_files(self) -> list[str]:
         return [self.marker_file, "test.csv", self.sample_submission, "train", "test"]

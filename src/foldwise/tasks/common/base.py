@@ -162,6 +162,14 @@ class Task:
         ``.dvc/plots/<task name>.json`` (e.g. SETI: ROC curve points; PetFinder: true vs predicted)."""
         raise NotImplementedError
 
+    # ---- explain: ranking rows by error, showing their images ----------------------------------
+    row_error_name: ClassVar[str] = "|pred - true|"
+    rgb_images: ClassVar[bool] = False  # explain shows 3-channel images in colour, else the channel mean
+
+    def row_error(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+        """Error of each row (N,), larger is worse: mean |pred - true| over the columns by default."""
+        return np.abs(np.asarray(y_pred, dtype=np.float64) - np.asarray(y_true, dtype=np.float64)).mean(axis=1)
+
     def submission(self, sample: pd.DataFrame, preds: pd.DataFrame) -> pd.DataFrame:
         """Fill the sample submission from ``preds`` (``id`` + prob_columns, the averaged test predictions)
         with ``decode``d values; same ids, order and columns as the sample."""
