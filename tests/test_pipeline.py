@@ -45,7 +45,8 @@ def stages_changed_by_editing(repo: Path, rel: str) -> set[str]:
 def test_repro_then_experiment_reruns_only_training(tiny_repo):
     repo = tiny_repo()
     first = run(["dvc", "repro"], repo)
-    for stage in ("download", "pretrained", "preprocess", "split", "train@0", "train@1", "oof", "explain", "infer", "submit"):
+    for stage in ("download", "pretrained", "preprocess", "split", "eda", "train@0", "train@1", "oof", "explain",
+                  "infer", "submit"):
         assert f"Running stage '{stage}'" in first.stdout
 
     sample = pd.read_csv(repo / "data/raw/sample_submission.csv", dtype={"id": str})
@@ -70,9 +71,12 @@ def test_repro_then_experiment_reruns_only_training(tiny_repo):
     # One chart per training metric with both folds as lines, the task's OOF plot, and the overlays.
     shown = json.loads(run(["dvc", "plots", "show", "--json"], repo).stdout)["data"]
     charts = {name for name, items in shown.items() if items[0]["type"] == "vega"}
-    assert charts == {"fold_curves", "train_loss_curves", "val_loss_curves", "lr_curves", "oof_seti"}
+    assert charts == {"fold_curves", "train_loss_curves", "val_loss_curves", "lr_curves", "oof_seti",
+                      "eda_balance", "eda_sizes"}
     images = [name for name, items in shown.items() if items[0]["type"] == "image"]
-    assert len(images) == 8 and all(name.startswith("metrics/explain/") for name in images)
+    assert len([n for n in images if n.startswith("metrics/explain/")]) == 8
+    assert len([n for n in images if n.startswith("metrics/eda/samples/")]) == 2  # one grid per SETI class
+    assert len(images) == 10
     losses = json.loads((repo / "metrics/oof/plots/custom/train_loss_curves.json").read_text())
     assert {row["fold"] for row in losses} == {"fold_0", "fold_1"}
 
