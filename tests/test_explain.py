@@ -10,7 +10,8 @@ from torch import nn
 
 from foldwise.core.errors import FoldwiseError
 from foldwise.engine.models import FoldModel, create_model
-from foldwise.explain.maps import TappedModel, attention_rollout, feature_reshape, grad_cam, resolve_method
+from foldwise.explain.maps import (TappedModel, attention_rollout, explained_output, feature_reshape, grad_cam,
+                                   resolve_method)
 from foldwise.explain.render import compose, to_display
 from foldwise.stages.explain import describe, pick_rows
 from foldwise.tasks import get_task
@@ -68,6 +69,14 @@ def test_grad_cam_points_at_what_drives_the_output():
     heat = grad_cam(model, image, None, output=0, model_name="mean")
     assert heat.shape == (32, 32) and heat.dtype == np.float32
     assert heat[4:12, 20:28].min() > 0.9 and heat[20:, :12].max() < 0.1
+    # evidence against the output: the bright square lowers -logit, so the map is empty
+    assert grad_cam(model, image, None, output=0, model_name="mean", sign=-1.0).max() == 0.0
+
+
+def test_explained_output_is_the_predicted_class_or_side():
+    assert explained_output(torch.tensor([0.1, 2.0, -1.0])) == (1, 1.0)
+    assert explained_output(torch.tensor([0.7])) == (0, 1.0)
+    assert explained_output(torch.tensor([-0.7])) == (0, -1.0)
 
 
 def test_grad_cam_runs_on_a_cnn_and_on_vit_tokens():

@@ -96,18 +96,36 @@ def feature_reshape(backbone: nn.Module, features: torch.Tensor, model_name: str
     )
 
 
+class SignedOutput:
+    """grad-cam target: ``sign`` * logit ``output`` of the model's (num_outputs,) or (N, num_outputs) output."""
+
+    def __init__(self, output: int, sign: float = 1.0):
+        self.output, self.sign = output, sign
+
+    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
+        return self.sign * model_output[..., self.output]
+
+
+def explained_output(logits: torch.Tensor) -> tuple[int, float]:
+    """What the map explains, from one row's logits (num_outputs,): the predicted class of a
+    multi-class model; for a single output, the side it predicts (a negative logit is explained as
+    evidence *against*, so a confident "no" is not an empty map)."""
+    if len(logits) > 1:
+        return int(logits.argmax()), 1.0
+    return 0, 1.0 if float(logits[0]) >= 0 else -1.0
+
+
 def grad_cam(model: FoldModel, image: torch.Tensor, meta: torch.Tensor | None, output: int,
-             model_name: str) -> np.ndarray:
-    """Grad-CAM of logit ``output`` for ``image`` (1, C, H, W) -> (H, W) float32 in [0, 1]."""
+             model_name: str, sign: float = 1.0) -> np.ndarray:
+    """Grad-CAM of ``sign`` * logit ``output`` for ``image`` (1, C, H, W) -> (H, W) float32 in [0, 1]."""
     from pytorch_grad_cam import GradCAM
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     tapped = TappedModel(model, meta).eval()
     with torch.no_grad():
         features = model.backbone.forward_features(image)
     reshape = feature_reshape(model.backbone, features, model_name)
     with GradCAM(model=tapped, target_layers=[tapped.tap], reshape_transform=reshape) as cam:
-        heat = cam(input_tensor=image, targets=[ClassifierOutputTarget(output)])
+        heat = cam(input_tensor=image, targets=[SignedOutput(output, sign)])
     return np.asarray(heat[0], dtype=np.float32)
 
 
@@ -157,8 +175,8 @@ def attention_rollout(model: FoldModel, image: torch.Tensor, meta: torch.Tensor 
 
 
 def saliency(method: str, model: FoldModel, image: torch.Tensor, meta: torch.Tensor | None, output: int,
-             model_name: str) -> np.ndarray:
+             model_name: str, sign: float = 1.0) -> np.ndarray:
     """The map of a resolved ``method`` (gradcam | rollout): (H, W) float32 in [0, 1]."""
     if method == "rollout":
         return attention_rollout(model, image, meta)
-    return grad_cam(model, image, meta, output, model_name)
+    return grad_cam(model, image, meta, output, model_name, sign)

@@ -24,7 +24,7 @@ from ..core.errors import FoldwiseError, run_stage
 from ..core.params import load_params
 from ..engine.inference import load_fold_model
 from ..engine.runtime import select_device
-from ..explain.maps import resolve_method, saliency
+from ..explain.maps import explained_output, resolve_method, saliency
 from ..explain.render import compose, save_png, to_display
 from ..prepared import load_split, meta_matrix
 from ..tasks import get_task
@@ -106,9 +106,11 @@ def main(argv: list[str] | None = None) -> None:
                 image = torch.from_numpy(image_np).permute(2, 0, 1)[None].contiguous().to(device)
                 row_meta = torch.from_numpy(meta[[int(row["row"])]]).to(device) if model.n_meta else None
                 with torch.no_grad():
-                    output = int(model(image, row_meta)[0].argmax())  # the single output, or the predicted class
-                heat = saliency(method, model, image, row_meta, output, p.model)
-                what = METHOD_TITLES[method] + (f" of {task.pred_columns[output]}" if method == "gradcam" else "")
+                    output, sign = explained_output(model(image, row_meta)[0])
+                heat = saliency(method, model, image, row_meta, output, p.model, sign)
+                what = METHOD_TITLES[method]
+                if method == "gradcam":
+                    what += f" of {'-' if sign < 0 else ''}{task.pred_columns[output]} (logit)"
                 lines = [f"{kind} #{rank}  id {row['id']}  fold {fold}", describe(task, row), what]
                 save_png(compose(to_display(image_np, task.rgb_images), heat, lines),
                          out / kind / f"{rank:02d}_{safe_name(str(row['id']))}.png")
