@@ -88,7 +88,10 @@ def test_every_row_trains_one_epoch_on_tiny_data(tmp_path, monkeypatch, override
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     build_hub_cache(tmp_path / "hf", hub_name)
     n_train = 100 if given["task"] == "hms" else 40  # HMS: every vote class in both folds' split
-    apply_row(tmp_path, overrides, {"epochs": 1, "folds": [0, 1], "synthetic": {"n_train": n_train, "n_test": 4}})
+    tiny = {"epochs": 1, "folds": [0, 1], "n_splits": 2, "synthetic": {"n_train": n_train, "n_test": 4}}
+    if float(given.get("train.warmup_epochs", 0)) >= 1:  # the params check wants warmup < epochs (1 here)
+        tiny["train"] = {"warmup_epochs": 0.5}
+    apply_row(tmp_path, overrides, tiny)
     monkeypatch.chdir(tmp_path)
     download.main(["--out", "data/raw"])
     pretrained.main(["--out", "data/pretrained"])

@@ -37,7 +37,8 @@ def read_oof(path: Path, task, index: pd.DataFrame) -> pd.DataFrame:
     if not path.is_file():
         raise FoldwiseError(f"{path}: missing; run the oof stage")
     oof = pd.read_csv(path, dtype={"id": str})
-    needed = ["id", "fold", *[f"true_{c}" for c in task.target_columns], *task.pred_columns]
+    needed = ["id", "fold", *[f"true_{c}" for c in task.target_columns],
+              *dict.fromkeys([*task.prob_columns, *task.pred_columns])]
     missing = [c for c in needed if c not in oof.columns]
     if missing:
         raise FoldwiseError(f"{path}: lacks column {missing[0]!r}; rerun the oof stage")
@@ -46,8 +47,9 @@ def read_oof(path: Path, task, index: pd.DataFrame) -> pd.DataFrame:
     if unknown.any():
         raise FoldwiseError(f"{path}: id {oof['id'][unknown].iloc[0]!r} is not in the prepared train index; rerun oof")
     oof["row"] = position.loc[oof["id"]].to_numpy()
-    oof["error"] = task.row_error(oof[needed[2:2 + len(task.target_columns)]].to_numpy(np.float64),
-                                  oof[task.pred_columns].to_numpy(np.float64))
+    # targets from the prepared index: oof.csv's true_ columns may hold class names (task images)
+    targets = index[task.target_columns].to_numpy(np.float64)[oof["row"].to_numpy()]
+    oof["error"] = task.row_error(targets, oof[task.prob_columns].to_numpy(np.float64))
     return oof
 
 
@@ -60,8 +62,12 @@ def pick_rows(oof: pd.DataFrame, n_worst: int, n_confident: int) -> dict[str, pd
 
 
 def describe(task, row: pd.Series) -> str:
-    """'true 1  pred 0.031  |pred - true| 0.969', or by class (argmax) for multi-column targets."""
-    if len(task.pred_columns) == 1:
+    """'true 1  pred 0.031  |pred - true| 0.969', by class (argmax) for multi-column targets, or the
+    labels oof.csv writes for tasks that decode class probabilities (mask, images)."""
+    if list(task.prob_columns) != list(task.pred_columns):
+        truth = "  ".join(f"true {row[f'true_{t}']}  pred {row[c]}"
+                          for t, c in zip(task.target_columns, task.pred_columns))
+    elif len(task.pred_columns) == 1:
         (col,) = task.pred_columns
         truth = f"true {row[f'true_{task.target_columns[0]}']:.4g}  pred {row[col]:.4g}"
     else:
@@ -110,7 +116,8 @@ def main(argv: list[str] | None = None) -> None:
                 heat = saliency(method, model, image, row_meta, output, p.model, sign)
                 what = METHOD_TITLES[method]
                 if method == "gradcam":
-                    what += f" of {'-' if sign < 0 else ''}{task.pred_columns[output]} (logit)"
+                    names = task.prob_columns if len(task.prob_columns) == model.head.out_features else []
+                    what += f" of {'-' if sign < 0 else ''}{names[output] if names else f'output {output}'} (logit)"
                 lines = [f"{kind} #{rank}  id {row['id']}  fold {fold}", describe(task, row), what]
                 save_png(compose(to_display(image_np, task.rgb_images), heat, lines),
                          out / kind / f"{rank:02d}_{safe_name(str(row['id']))}.png")

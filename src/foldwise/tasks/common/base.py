@@ -167,8 +167,13 @@ class Task:
     rgb_images: ClassVar[bool] = False  # explain shows 3-channel images in colour, else the channel mean
 
     def row_error(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-        """Error of each row (N,), larger is worse: mean |pred - true| over the columns by default."""
-        return np.abs(np.asarray(y_pred, dtype=np.float64) - np.asarray(y_true, dtype=np.float64)).mean(axis=1)
+        """Error of each row (N,), larger is worse, of targets (N, T) against averaged predictions
+        (N, len(prob_columns)): mean |pred - true| over the columns where they match one to one; for a
+        class-index target against class probabilities (T == 1 < P), 1 - the true class's probability."""
+        y_true, y_pred = np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
+        if y_true.shape[1] == 1 and y_pred.shape[1] > 1:
+            return 1.0 - y_pred[np.arange(len(y_pred)), y_true[:, 0].astype(int)]
+        return np.abs(y_pred - y_true).mean(axis=1)
 
     def submission(self, sample: pd.DataFrame, preds: pd.DataFrame) -> pd.DataFrame:
         """Fill the sample submission from ``preds`` (``id`` + prob_columns, the averaged test predictions)
