@@ -283,7 +283,8 @@ def test_dvc_repro_synthetic_default_with_extra_metrics(tiny_repo):
         "00_circle.png", "01_square.png", "02_triangle.png"]
     run(["dvc", "plots", "show"], repo)
     html = (repo / "dvc_plots/index.html").read_text()
-    assert html.count("<img") == 3 and "Class balance per fold" in html and "Raw sample sizes" in html
+    # 3 class sample grids (eda) + 4 worst and 4 most confident overlays (explain)
+    assert html.count("<img") == 3 + 8 and "Class balance per fold" in html and "Raw sample sizes" in html
     assert "Out-of-fold predictions (images)" in html
 
 
