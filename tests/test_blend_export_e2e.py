@@ -6,12 +6,11 @@ import json
 import re
 import sys
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from conftest import run
-from test_export import run_isolated
+from test_export import assert_predict_py_matches
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -38,11 +37,4 @@ def test_blend_two_experiments_then_export(tiny_repo, tmp_path):
 
     export = tmp_path / "export"
     run(["env", "PYTHONPATH=src", sys.executable, "-m", "foldwise.export", str(export)], repo)
-    work = tmp_path / "notebook"
-    work.mkdir()
-    result = run_isolated(export / "predict.py", ["--data", str(repo / "data/raw"), "--out", "submission.csv"], work)
-    assert result.returncode == 0, result.stderr[-3000:]
-    expected = pd.read_csv(repo / "data/submission.csv", dtype={"id": str})
-    got = pd.read_csv(work / "submission.csv", dtype={"id": str})
-    assert got["id"].tolist() == expected["id"].tolist()
-    assert np.abs(got["target"] - expected["target"]).max() <= 1e-5
+    assert_predict_py_matches(export, repo, tmp_path / "notebook")

@@ -73,6 +73,19 @@ def tiny_seti_run(tmp_path: Path, monkeypatch) -> Path:
     return repo
 
 
+def assert_predict_py_matches(export: Path, repo: Path, work: Path) -> pd.DataFrame:
+    """Run the export's predict.py isolated in ``work`` on ``repo``'s raw data; its submission must
+    equal ``repo``'s data/submission.csv (same ids, SETI targets to 1e-5). Returns the expected one."""
+    work.mkdir()
+    result = run_isolated(export / "predict.py", ["--data", str(repo / "data/raw"), "--out", "sub.csv"], work)
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = pd.read_csv(repo / "data/submission.csv", dtype={"id": str})
+    got = pd.read_csv(work / "sub.csv", dtype={"id": str})
+    assert got["id"].tolist() == expected["id"].tolist()
+    assert np.abs(got["target"] - expected["target"]).max() <= 1e-5
+    return expected
+
+
 def test_predict_py_reproduces_the_submission_without_foldwise(tmp_path, monkeypatch):
     repo = tiny_seti_run(tmp_path, monkeypatch)
     out = tmp_path / "export"
@@ -81,14 +94,7 @@ def test_predict_py_reproduces_the_submission_without_foldwise(tmp_path, monkeyp
     assert meta["id"] == "someone/seti-test" and meta["licenses"] == [{"name": "CC0-1.0"}]
     assert (out / "models/fold_1" / MODEL_FILE).is_file() and (out / "predict.py").is_file()
 
-    work = tmp_path / "elsewhere"
-    work.mkdir()
-    result = run_isolated(out / "predict.py", ["--data", str(repo / "data/raw"), "--out", "sub.csv"], work)
-    assert result.returncode == 0, result.stderr[-3000:]
-    expected = pd.read_csv(repo / "data/submission.csv", dtype={"id": str})
-    got = pd.read_csv(work / "sub.csv", dtype={"id": str})
-    assert got["id"].tolist() == expected["id"].tolist()
-    assert np.abs(got["target"] - expected["target"]).max() <= 1e-5
+    expected = assert_predict_py_matches(out, repo, tmp_path / "elsewhere")
     assert expected["target"].std() > 1e-4  # the models do tell the samples apart
 
 

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -62,7 +61,7 @@ def test_visible_gpus_follow_cuda_visible_devices():
 
 
 def test_threads_env_name_matches_the_train_stage():
-    from foldwise.engine.runtime import THREADS_ENV as stage_var, resolve_threads
+    from foldwise.engine.runtime import THREADS_ENV as stage_var
 
     assert stage_var == THREADS_ENV
 
