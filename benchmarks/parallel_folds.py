@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -86,7 +87,7 @@ def main() -> None:
                 print(f"round {r}: {name:22s} {times[-1]:7.1f} s", flush=True)
         status = subprocess.run([py, "-m", "dvc", "status", "--json"], cwd=repo, capture_output=True, text=True,
                                 env={**os.environ, "DVC_NO_ANALYTICS": "1"}).stdout.strip()
-        s, p = sorted(seq)[len(seq) // 2], sorted(par)[len(par) // 2]
+        s, p = statistics.median(seq), statistics.median(par)
         print(f"sequential {s:.1f} s, parallel {p:.1f} s, parallel/sequential {p / s:.2f}; "
               f"dvc status after: {'clean' if status == '{}' else status}")
 
