@@ -68,6 +68,13 @@ def make_repo(dest: Path, overrides: dict | None = None) -> Path:
     return dest
 
 
+def copy_raw(data: Path, tmp_path: Path) -> Path:
+    """A writable copy of a generated dataset ``data`` at ``tmp_path/raw``, for tests that damage it."""
+    root = tmp_path / "raw"
+    shutil.copytree(data, root)
+    return root
+
+
 @pytest.fixture
 def tiny_repo(tmp_path):
     """Factory: ``tiny_repo(**overrides)`` -> path of a committed tiny copy of the project."""

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,7 +14,7 @@ import yaml
 from PIL import Image
 from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 
-from conftest import run
+from conftest import copy_raw, run
 from foldwise.core.errors import FoldwiseError
 from foldwise.core.params import parse_params
 from foldwise.stages.split import assign_folds
@@ -47,12 +46,6 @@ def _default_config():
 def data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("images")
     TASK.generate(root, n_train=60, n_test=12, seed=3, strength=1.0)
-    return root
-
-
-def copy(data: Path, tmp_path: Path) -> Path:
-    root = tmp_path / "raw"
-    shutil.copytree(data, root)
     return root
 
 
@@ -188,13 +181,13 @@ def _error(root: Path, split: str) -> str:
 
 
 def test_missing_column(data, tmp_path):
-    root = copy(data, tmp_path)
+    root = copy_raw(data, tmp_path)
     _edit(root, "train.csv", lambda df: df.drop(columns=["source"]))
     assert _error(root, "train").startswith(f"{root / 'train.csv'}: missing column(s) source")
 
 
 def test_unknown_class_in_train_and_test(data, tmp_path):
-    root = copy(data, tmp_path)
+    root = copy_raw(data, tmp_path)
     _edit(root, "train.csv", lambda df: df.__setitem__("shape", df["shape"].where(df.index != 4, "hexagon")))
     message = _error(root, "train")
     assert message.startswith(f"{root / 'train.csv'}: shape must be one of circle, square, triangle, got 'hexagon' in row 6")
@@ -204,14 +197,14 @@ def test_unknown_class_in_train_and_test(data, tmp_path):
 
 
 def test_missing_image_file(data, tmp_path):
-    root = copy(data, tmp_path)
+    root = copy_raw(data, tmp_path)
     victim = pd.read_csv(root / "train.csv")["image"].iloc[2]
     (root / "images" / victim).unlink()
     assert _error(root, "train") == f"{root / 'train.csv'}: image {victim!r} in row 4 has no image file ({root / 'images' / victim})"
 
 
 def test_group_with_nan(data, tmp_path):
-    root = copy(data, tmp_path)
+    root = copy_raw(data, tmp_path)
     _edit(root, "train.csv", lambda df: df.__setitem__("source", df["source"].where(df.index != 7, None)))
     message = _error(root, "train")
     assert message.startswith(f"{root / 'train.csv'}: source is empty") and "row 9" in message

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,7 +14,7 @@ import yaml
 from PIL import Image
 from sklearn.metrics import f1_score
 
-from conftest import run
+from conftest import copy_raw, run
 from foldwise.core.errors import FoldwiseError
 from foldwise.core.params import parse_params
 from foldwise.sources import find_root
@@ -39,12 +38,6 @@ def params(img_size: int = 32, **task_params) -> SimpleNamespace:
 def data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("mask")
     TASK.generate(root, n_train=84, n_test=10, seed=5, strength=1.0)  # 12 people
-    return root
-
-
-def _copy(data: Path, tmp_path: Path) -> Path:
-    root = tmp_path / "raw"
-    shutil.copytree(data, root)
     return root
 
 
@@ -123,7 +116,7 @@ def test_table_ids_groups_classes(data):
 
 
 def test_age_bound_param_moves_classes(data, tmp_path):
-    root = _copy(data, tmp_path)
+    root = copy_raw(data, tmp_path)
     _edit_train(root, "age", "59")
     person = pd.read_csv(root / "train/train.csv", dtype=str)["path"].iloc[3]
     train = pd.read_csv(root / "train/train.csv")
@@ -138,7 +131,7 @@ def test_age_bound_param_moves_classes(data, tmp_path):
 
 
 def test_eval_table_follows_info_order(data, tmp_path):
-    root = _copy(data, tmp_path)
+    root = copy_raw(data, tmp_path)
     info = pd.read_csv(root / "eval/info.csv").iloc[::-1]
     info.to_csv(root / "eval/info.csv", index=False)
     assert TASK.read_table(root, "test", params())["id"].tolist() == info["ImageID"].tolist()
@@ -157,7 +150,7 @@ def _edit_train(root: Path, column: str, value) -> None:
     ("gender", None, "gender is empty"), ("path", "nobody_here", "has no folder"),
 ])
 def test_bad_train_value_is_one_line(data, tmp_path, column, value, expect):
-    root = _copy(data, tmp_path)
+    root = copy_raw(data, tmp_path)
     _edit_train(root, column, value)
     with pytest.raises(FoldwiseError) as exc:
         TASK.read_table(root, "train", params())
@@ -166,7 +159,7 @@ def test_bad_train_value_is_one_line(data, tmp_path, column, value, expect):
 
 
 def test_missing_column_and_missing_photo(data, tmp_path):
-    root = _copy(data, tmp_path)
+    root = copy_raw(data, tmp_path)
     person = pd.read_csv(root / "train/train.csv", dtype=str)["path"].iloc[2]
     next((root / "train/images" / person).glob("incorrect_mask.*")).unlink()
     (root / "train/images" / person / "._incorrect_mask.jpg").write_bytes(b"\x00\x05\x16\x07")  # junk does not count
@@ -178,7 +171,7 @@ def test_missing_column_and_missing_photo(data, tmp_path):
 
 
 def test_eval_image_without_file(data, tmp_path):
-    root = _copy(data, tmp_path)
+    root = copy_raw(data, tmp_path)
     image_id = pd.read_csv(root / "eval/info.csv")["ImageID"].iloc[1]
     (root / "eval/images" / image_id).unlink()
     with pytest.raises(FoldwiseError) as exc:
