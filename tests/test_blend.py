@@ -108,7 +108,7 @@ def seti_run(seed: int, n=200, n_test=30, folds=4):
                         "target": 1 / (1 + np.exp(-(2 * y - 1 + noise)))})
     test = pd.DataFrame({"id": [f"t{i:04x}" for i in range(n_test)],
                          "target": np.random.default_rng(seed + 100).random(n_test)})
-    return {blend_stage.OOF: oof, blend_stage.TEST_PREDS: test,
+    return {blend_stage.OOF: oof, blend_stage.TEST_PREDS: test, blend_stage.LABELS: "{}",
             f"{blend_stage.RAW}/sample_submission.csv": pd.DataFrame({"id": test["id"][::-1].to_numpy(), "target": 0.5})}
 
 
@@ -121,7 +121,13 @@ def fake_runs(monkeypatch):
             raise FoldwiseError(f"blend.runs: '{run}' is neither an experiment name nor a git revision")
         return store[run][path].copy()
 
+    def read_text(run, path, repo="."):
+        if run not in store:
+            raise FoldwiseError(f"blend.runs: '{run}' is neither an experiment name nor a git revision")
+        return store[run][path]
+
     monkeypatch.setattr(blend_stage, "read_run_csv", read)
+    monkeypatch.setattr(blend_stage, "read_run_text", read_text)
     return store
 
 

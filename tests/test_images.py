@@ -26,7 +26,7 @@ DEFAULT = ImagesParams()
 
 
 def params(img_size: int = 32, n_folds: int = 3) -> SimpleNamespace:
-    return SimpleNamespace(img_size=img_size, folds=list(range(n_folds)),
+    return SimpleNamespace(img_size=img_size, folds=list(range(n_folds)), n_splits=n_folds,
                            train=SimpleNamespace(label_smoothing=0.0, pos_weight=1.0))
 
 
@@ -86,7 +86,7 @@ def test_metric_names_a_fitting_scorer():
 
 @pytest.mark.parametrize("kind, targets, classes, probs", [
     ("multiclass", ["shape"], ["circle", "square", "triangle"], ["p_circle", "p_square", "p_triangle"]),
-    ("binary", ["filled"], [], ["p_1"]),
+    ("binary", ["filled"], ["no", "yes"], ["p_yes"]),
     ("multilabel", ["red", "blue"], [], ["p_red", "p_blue"]),
     ("regression", ["size"], [], ["size"]),
 ])
