@@ -283,7 +283,8 @@ def test_dvc_repro_synthetic_default_with_extra_metrics(tiny_repo):
 
 @pytest.mark.slow
 def test_dvc_repro_real_layout_folder_through_local(tiny_repo, tmp_path):
-    """Another folder layout: labels.csv / holdout.csv / pics/, column ``file``, binary yes/no, roc_auc."""
+    """Another folder layout: labels.csv / holdout.csv / pics/, column ``file``, binary yes/no with the
+    classes read from the CSV, roc_auc (README's second command)."""
     folder = tmp_path / "download" / "mydata"
     TASK.generate(folder, 200, 30, seed=9, strength=1.0)
     (folder / "images").rename(folder / "pics")
@@ -293,7 +294,7 @@ def test_dvc_repro_real_layout_folder_through_local(tiny_repo, tmp_path):
     (folder / "train.csv").unlink()
     (folder / "test.csv").unlink()
     group = {"train_csv": "labels.csv", "test_csv": "holdout.csv", "image_dir": "pics", "image_column": "file",
-             "targets": ["filled"], "kind": "binary", "classes": ["no", "yes"], "group": "source",
+             "targets": ["filled"], "kind": "binary", "classes": [], "group": "source",
              "metric": "roc_auc"}
     repo = tiny_repo({"task": "images", "images": group, "data": {"source": "local", "path": str(folder.parent)}})
     run(["dvc", "repro"], repo)
@@ -301,6 +302,8 @@ def test_dvc_repro_real_layout_folder_through_local(tiny_repo, tmp_path):
               lambda o: roc_auc_score(o["true_filled"] == "yes", o["p_yes"]))
     sub = pd.read_csv(repo / "data/submission.csv")
     assert list(sub.columns) == ["file", "filled"] and len(sub) == 30 and set(sub["filled"]) <= {"no", "yes"}
+    assert json.loads((repo / "data/prepared/labels.json").read_text()) == {"classes": ["no", "yes"]}
+    assert "p_yes" in pd.read_csv(repo / "data/test_preds.csv").columns
 
 
 # ---- strata follow n_splits ----------------------------------------------------------------------
