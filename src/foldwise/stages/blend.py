@@ -111,9 +111,10 @@ def load_members(runs: list[str], task, repo: str = ".") -> Members:
     true_cols = [f"true_{c}" for c in task.target_columns]
     reference, targets, test_ids, oof, test = None, None, None, [], []
     for run in runs:
-        if run != first and run_labels(run, repo) != labels:
-            raise FoldwiseError(f"blend.runs: '{run}': {LABELS} differs from '{first}''s "
-                                f"({run_labels(run, repo)} vs {labels}); blend runs of the same classes")
+        own = labels if run == first else run_labels(run, repo)
+        if own != labels:
+            raise FoldwiseError(f"blend.runs: '{run}': {LABELS} differs from '{first}''s ({own} vs {labels}); "
+                                "blend runs of the same classes")
         frame = read_run_csv(run, OOF, repo)
         _columns(frame, ["id", "fold", *true_cols, *cols], run, OOF)
         preds = read_run_csv(run, TEST_PREDS, repo)

@@ -14,13 +14,13 @@ Layout (every name comes from the ``images`` params group)::
   P(positive) (``p_<positive>``), decoded with threshold 0.5.
 - ``multiclass``: one column whose values are ``classes`` (strings allowed); softmax over the classes
   (``p_<class>`` each), decoded by argmax.
-
-For both, ``classes: []`` takes the classes from the train CSV: its labels sorted (by value when all
-are numbers, else as text; for binary the last is the positive class). ``fit_labels`` reads them, the
-preprocess stage records them (prepared/labels.json) and every later stage, the blend and the Kaggle
-export apply that record (``with_labels``), so they never guess them again.
 - ``multilabel``: several 0/1 columns; a sigmoid each (``p_<column>``), decoded with threshold 0.5.
 - ``regression``: one or more numeric columns, predicted as they are (MSE loss).
+
+For binary and multiclass, ``classes: []`` takes the classes from the train CSV: its labels sorted
+(by value when all are numbers, else as text; for binary the last is the positive class).
+``fit_labels`` reads them, the preprocess stage records them (prepared/labels.json) and every later
+stage, the blend and the Kaggle export apply that record (``with_labels``), never guessing them.
 
 Class labels are mapped to their index in ``classes`` for training and back to the labels in
 ``oof.csv`` (``true_<col>``, ``<col>``) and the submission. The metric is a scikit-learn scorer name

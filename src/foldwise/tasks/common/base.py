@@ -21,6 +21,12 @@ Conventions shared by all tasks:
   probabilities, and ``submission`` decodes.
 - ``num_logits(params)`` is the width of the model's head (default ``len(prob_columns)``); a task
   with several heads (mask's 3 + 2 + 3) returns their total and combines them in ``loss``/``predict``.
+- ``target_labels`` shows targets as ``oof.csv``'s ``true_<col>`` columns (e.g. class names) and
+  ``targets_from_labels`` reads those back (blend, explain).
+- Where params leave the labels open (``images.classes: []``), ``fit_labels`` learns them from the raw
+  train data, preprocess records them with the prepared data, and later stages apply the record with
+  ``with_labels``, which returns a configured copy: the registry's task object stays as params made it.
+tests/test_task_contract.py checks these for every task.
 """
 from __future__ import annotations
 
