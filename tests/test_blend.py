@@ -108,7 +108,7 @@ def seti_run(seed: int, n=200, n_test=30, folds=4):
                         "target": 1 / (1 + np.exp(-(2 * y - 1 + noise)))})
     test = pd.DataFrame({"id": [f"t{i:04x}" for i in range(n_test)],
                          "target": np.random.default_rng(seed + 100).random(n_test)})
-    return {blend_stage.OOF: oof, blend_stage.TEST_PREDS: test,
+    return {blend_stage.OOF: oof, blend_stage.TEST_PREDS: test, blend_stage.LABELS: "{}",
             f"{blend_stage.RAW}/sample_submission.csv": pd.DataFrame({"id": test["id"][::-1].to_numpy(), "target": 0.5})}
 
 
@@ -121,7 +121,13 @@ def fake_runs(monkeypatch):
             raise FoldwiseError(f"blend.runs: '{run}' is neither an experiment name nor a git revision")
         return store[run][path].copy()
 
+    def read_text(run, path, repo="."):
+        if run not in store:
+            raise FoldwiseError(f"blend.runs: '{run}' is neither an experiment name nor a git revision")
+        return store[run][path]
+
     monkeypatch.setattr(blend_stage, "read_run_csv", read)
+    monkeypatch.setattr(blend_stage, "read_run_text", read_text)
     return store
 
 
@@ -195,3 +201,60 @@ def test_unknown_revision_and_missing_file_are_one_line(tmp_path):
         run_files.read_run_csv("nope", "notes.csv", repo=str(tmp_path))
     with pytest.raises(FoldwiseError, match=r"^blend.runs: 'HEAD' has no data/oof.csv; run its pipeline"):
         run_files.read_run_csv("HEAD", "data/oof.csv", repo=str(tmp_path))
+
+
+# ---- class-label targets: oof.csv's true_ columns hold class names ---------------------------------
+SHAPES = ["circle", "square", "triangle"]
+
+
+def images_run(seed: int, n=90, n_test=9, classes=SHAPES):
+    """oof.csv, test_preds.csv, labels.json and test.csv of one images multiclass run (shape classes)."""
+    y = np.random.default_rng(0).integers(0, 3, n)
+    logits = 2 * np.eye(3)[y] + np.random.default_rng(seed).normal(0, 1.5, (n, 3))
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    names = np.array(classes, dtype=object)
+    oof = pd.DataFrame({"id": [f"src/{i}.png" for i in range(n)], "fold": np.arange(n) % 3, "true_shape": names[y]})
+    for j, c in enumerate(classes):
+        oof[f"p_{c}"] = probs[:, j]
+    oof["shape"] = names[probs.argmax(axis=1)]
+    test_ids = [f"src/t{i}.png" for i in range(n_test)]
+    test = pd.DataFrame(np.random.default_rng(seed + 1).dirichlet(np.ones(3), n_test), columns=[f"p_{c}" for c in classes])
+    test.insert(0, "id", test_ids)
+    return {blend_stage.OOF: oof, blend_stage.TEST_PREDS: test, blend_stage.LABELS: json.dumps({"classes": classes}),
+            f"{blend_stage.RAW}/test.csv": pd.DataFrame({"image": test_ids[::-1], "source": "src"})}
+
+
+def test_images_class_names_blend(fake_runs, tmp_path, monkeypatch):
+    from sklearn.metrics import accuracy_score
+
+    fake_runs["a"], fake_runs["b"] = images_run(1), images_run(2)
+    monkeypatch.chdir(tmp_path)
+    write_params(tmp_path, ["a", "b"])
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["task"] = "images"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    blend_stage.main(["--out", "data/blend", "--live", "metrics/blend"])
+    metrics = json.loads((tmp_path / "metrics/blend/metrics.json").read_text())
+    oof = pd.read_csv(tmp_path / "data/blend/oof.csv")
+    assert metrics["cv"]["accuracy"] == pytest.approx(accuracy_score(oof["true_shape"], oof["shape"]))
+    for run in ("a", "b"):
+        member = fake_runs[run][blend_stage.OOF]
+        assert metrics["member"][run]["accuracy"] == pytest.approx(accuracy_score(member["true_shape"], member["shape"]))
+    assert metrics["cv"]["accuracy"] >= max(metrics["member"][r]["accuracy"] for r in ("a", "b"))
+    sub = pd.read_csv(tmp_path / "data/blend/submission.csv")
+    assert list(sub.columns) == ["image", "shape"] and set(sub["shape"]) <= set(SHAPES)
+    assert sub["image"].tolist() == fake_runs["a"][f"{blend_stage.RAW}/test.csv"]["image"].tolist()
+
+
+def test_runs_with_other_classes_or_targets_are_refused(fake_runs, monkeypatch):
+    from foldwise.tasks.images import ImagesParams
+
+    images = get_task("images")
+    images.configure_group(ImagesParams())  # the default group: shape, multiclass, these three classes
+    fake_runs["a"], fake_runs["b"] = images_run(1), images_run(2, classes=["circle", "square", "star"])
+    with pytest.raises(FoldwiseError, match=r"^blend.runs: 'b': data/prepared/labels.json differs from 'a''s"):
+        blend_stage.load_members(["a", "b"], images)
+    fake_runs["c"] = images_run(3)
+    fake_runs["c"][blend_stage.OOF]["true_shape"] = np.roll(fake_runs["c"][blend_stage.OOF]["true_shape"], 1)
+    with pytest.raises(FoldwiseError, match=r"^blend.runs: 'c': data/oof.csv targets differ from 'a''s"):
+        blend_stage.load_members(["a", "c"], images)

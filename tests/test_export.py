@@ -73,16 +73,31 @@ def tiny_seti_run(tmp_path: Path, monkeypatch) -> Path:
     return repo
 
 
+def read_submission(path: Path) -> pd.DataFrame:
+    """A submission CSV with its first column (the ids) read verbatim as str."""
+    first = pd.read_csv(path, nrows=0).columns[0]
+    return pd.read_csv(path, dtype={first: str})
+
+
+def assert_same_submission(got: pd.DataFrame, expected: pd.DataFrame) -> None:
+    """Same columns and ids in the same order; numbers to 1e-5, labels (class names) exactly."""
+    assert list(got.columns) == list(expected.columns)
+    assert got.iloc[:, 0].astype(str).tolist() == expected.iloc[:, 0].astype(str).tolist()
+    for col in expected.columns[1:]:
+        if pd.api.types.is_numeric_dtype(expected[col]):
+            assert np.abs(got[col].to_numpy(float) - expected[col].to_numpy(float)).max() <= 1e-5, col
+        else:
+            assert got[col].astype(str).tolist() == expected[col].astype(str).tolist(), col
+
+
 def assert_predict_py_matches(export: Path, repo: Path, work: Path) -> pd.DataFrame:
     """Run the export's predict.py isolated in ``work`` on ``repo``'s raw data; its submission must
-    equal ``repo``'s data/submission.csv (same ids, SETI targets to 1e-5). Returns the expected one."""
+    equal ``repo``'s data/submission.csv (``assert_same_submission``). Returns the expected one."""
     work.mkdir()
     result = run_isolated(export / "predict.py", ["--data", str(repo / "data/raw"), "--out", "sub.csv"], work)
     assert result.returncode == 0, result.stderr[-3000:]
-    expected = pd.read_csv(repo / "data/submission.csv", dtype={"id": str})
-    got = pd.read_csv(work / "sub.csv", dtype={"id": str})
-    assert got["id"].tolist() == expected["id"].tolist()
-    assert np.abs(got["target"] - expected["target"]).max() <= 1e-5
+    expected = read_submission(repo / "data/submission.csv")
+    assert_same_submission(read_submission(work / "sub.csv"), expected)
     return expected
 
 

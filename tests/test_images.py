@@ -26,7 +26,7 @@ DEFAULT = ImagesParams()
 
 
 def params(img_size: int = 32, n_folds: int = 3) -> SimpleNamespace:
-    return SimpleNamespace(img_size=img_size, folds=list(range(n_folds)),
+    return SimpleNamespace(img_size=img_size, folds=list(range(n_folds)), n_splits=n_folds,
                            train=SimpleNamespace(label_smoothing=0.0, pos_weight=1.0))
 
 
@@ -86,7 +86,7 @@ def test_metric_names_a_fitting_scorer():
 
 @pytest.mark.parametrize("kind, targets, classes, probs", [
     ("multiclass", ["shape"], ["circle", "square", "triangle"], ["p_circle", "p_square", "p_triangle"]),
-    ("binary", ["filled"], [], ["p_1"]),
+    ("binary", ["filled"], ["no", "yes"], ["p_yes"]),
     ("multilabel", ["red", "blue"], [], ["p_red", "p_blue"]),
     ("regression", ["size"], [], ["size"]),
 ])
@@ -283,7 +283,8 @@ def test_dvc_repro_synthetic_default_with_extra_metrics(tiny_repo):
 
 @pytest.mark.slow
 def test_dvc_repro_real_layout_folder_through_local(tiny_repo, tmp_path):
-    """Another folder layout: labels.csv / holdout.csv / pics/, column ``file``, binary yes/no, roc_auc."""
+    """Another folder layout: labels.csv / holdout.csv / pics/, column ``file``, binary yes/no with the
+    classes read from the CSV, roc_auc (README's second command)."""
     folder = tmp_path / "download" / "mydata"
     TASK.generate(folder, 200, 30, seed=9, strength=1.0)
     (folder / "images").rename(folder / "pics")
@@ -293,7 +294,7 @@ def test_dvc_repro_real_layout_folder_through_local(tiny_repo, tmp_path):
     (folder / "train.csv").unlink()
     (folder / "test.csv").unlink()
     group = {"train_csv": "labels.csv", "test_csv": "holdout.csv", "image_dir": "pics", "image_column": "file",
-             "targets": ["filled"], "kind": "binary", "classes": ["no", "yes"], "group": "source",
+             "targets": ["filled"], "kind": "binary", "classes": [], "group": "source",
              "metric": "roc_auc"}
     repo = tiny_repo({"task": "images", "images": group, "data": {"source": "local", "path": str(folder.parent)}})
     run(["dvc", "repro"], repo)
@@ -301,3 +302,120 @@ def test_dvc_repro_real_layout_folder_through_local(tiny_repo, tmp_path):
               lambda o: roc_auc_score(o["true_filled"] == "yes", o["p_yes"]))
     sub = pd.read_csv(repo / "data/submission.csv")
     assert list(sub.columns) == ["file", "filled"] and len(sub) == 30 and set(sub["filled"]) <= {"no", "yes"}
+    assert json.loads((repo / "data/prepared/labels.json").read_text()) == {"classes": ["no", "yes"]}
+    assert "p_yes" in pd.read_csv(repo / "data/test_preds.csv").columns
+
+
+# ---- strata follow n_splits ----------------------------------------------------------------------
+def split_params(folds: list[int], n_splits: int) -> SimpleNamespace:
+    return SimpleNamespace(img_size=32, folds=folds, n_splits=n_splits)
+
+
+def test_regression_strata_depend_on_n_splits_not_folds(data):
+    use(kind="regression", targets=["size"], classes=[])
+    one_fold = TASK.read_table(data, "train", split_params([0], 5))
+    all_folds = TASK.read_table(data, "train", split_params([0, 1, 2, 3, 4], 5))
+    assert one_fold["stratify"].tolist() == all_folds["stratify"].tolist()
+    assert one_fold["stratify"].tolist() == quantile_strata(one_fold["size"].to_numpy(), 5).tolist()
+    assert one_fold["stratify"].nunique() == 6  # 60 rows: 6 bins of >= 2 * 5 rows (10 bins for 2 folds)
+    assert TASK.read_table(data, "train", split_params([0], 2))["stratify"].nunique() == 10
+
+
+def test_multilabel_strata_depend_on_n_splits_not_folds(data, tmp_path):
+    root = copy_raw(data, tmp_path)
+    _edit(root, "train.csv", lambda df: df.assign(blue=["1" if i < 3 else "0" for i in range(len(df))]))
+    use(kind="multilabel", targets=["red", "blue"], classes=[])
+    one_fold = TASK.read_table(root, "train", split_params([0], 5))
+    all_folds = TASK.read_table(root, "train", split_params([0, 1, 2, 3, 4], 5))
+    assert one_fold["stratify"].tolist() == all_folds["stratify"].tolist()
+    # 3 rows with blue: too few for 5 folds, so they join the largest stratum; for 2 folds they are their own
+    assert one_fold["stratify"].nunique() == 2
+    assert TASK.read_table(root, "train", split_params([0], 2))["stratify"].nunique() > 2
+
+
+# ---- classes: [] reads them from the train CSV, recorded with the prepared data --------------------
+@pytest.mark.parametrize("labels, kind, expected", [
+    (["dog", "cat", "fox", "cat"], "multiclass", ["cat", "dog", "fox"]),
+    (["10", "9", "2", "10"], "multiclass", ["2", "9", "10"]),  # numbers by value, as the CSV writes them
+    (["yes", "no", "no"], "binary", ["no", "yes"]),  # the last is the positive class
+    (["1", "0"], "binary", ["0", "1"]),
+    (["B", "a", "C"], "multiclass", ["B", "C", "a"]),  # text as text
+])
+def test_classes_from_the_train_csv_sorted(tmp_path, labels, kind, expected):
+    (tmp_path / "train.csv").write_text("image,label\n" + "".join(f"{i}.png,{v}\n" for i, v in enumerate(labels)))
+    use(kind=kind, targets=["label"], classes=[], group="")
+    assert TASK.fit_labels(tmp_path, params()) == {"classes": expected}
+    bound = TASK.with_labels({"classes": expected}, "labels.json")
+    assert bound.classes == expected and bound is not TASK
+    assert bound.prob_columns == ([f"p_{expected[1]}"] if kind == "binary" else [f"p_{c}" for c in expected])
+
+
+@pytest.mark.parametrize("labels, kind, message", [
+    (["a", "b", "c"], "binary", "label holds 3 label(s) (a, b, c); kind binary needs 2"),
+    (["a", "a"], "multiclass", "label holds 1 label(s) (a); kind multiclass needs at least 2"),
+    (["cat", "Cat", "dog"], "multiclass", "label spells one label two ways ('cat', 'Cat')"),
+    (["1", "1.0", "2"], "multiclass", "label spells one label two ways ('1', '1.0')"),
+])
+def test_classes_from_the_csv_refused_in_one_line(tmp_path, labels, kind, message):
+    (tmp_path / "train.csv").write_text("image,label\n" + "".join(f"{i}.png,{v}\n" for i, v in enumerate(labels)))
+    use(kind=kind, targets=["label"], classes=[], group="")
+    with pytest.raises(FoldwiseError) as err:
+        TASK.fit_labels(tmp_path, params())
+    assert str(err.value).startswith(f"{tmp_path / 'train.csv'}: {message}") and "\n" not in str(err.value)
+
+
+def test_unrecorded_classes_are_never_guessed():
+    """Parsing ``classes: []`` leaves the classes unknown: columns and decoding ask for preprocess."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    p = parse_params({**raw, "task": "images", "images": {**raw["images"], "classes": []}}, check_names=False)
+    assert p.task_params.classes == []
+    for use_classes in (lambda: TASK.prob_columns, lambda: TASK.decode(np.ones((1, 3))),
+                        lambda: TASK.with_labels({}, "data/prepared/labels.json")):
+        with pytest.raises(FoldwiseError, match=r"classes"):
+            use_classes()
+    with pytest.raises(FoldwiseError, match=r"^images.classes is \[\] and no classes are recorded yet"):
+        TASK.prob_columns  # noqa: B018
+
+
+def test_recorded_classes_must_match_given_ones():
+    bound = TASK.with_labels({"classes": list(DEFAULT.classes)}, "labels.json")
+    assert bound is TASK  # nothing to change
+    with pytest.raises(FoldwiseError, match=r"^data/prepared/labels.json: records classes \['square', 'circle', "
+                                            r"'triangle'\], but images.classes is \['circle', 'square', 'triangle'\]"):
+        TASK.with_labels({"classes": ["square", "circle", "triangle"]}, "data/prepared/labels.json")
+    with pytest.raises(FoldwiseError, match=r"^labels.json: no valid binary classes recorded"):
+        use(kind="binary", targets=["filled"], classes=[])
+        TASK.with_labels({"classes": ["a", "b", "c"]}, "labels.json")
+
+
+def test_labels_map_back_to_targets_however_pandas_typed_them():
+    use(kind="binary", targets=["label"], classes=["0", "1"], group="")
+    np.testing.assert_array_equal(TASK.targets_from_labels(np.array([[1], [0], ["1"], [1.0]], dtype=object)),
+                                  [[1.0], [0.0], [1.0], [1.0]])
+    with pytest.raises(FoldwiseError, match=r"^label 2 is not one of the classes 0, 1"):
+        TASK.targets_from_labels(np.array([[1], [2]]))
+    use(kind="regression", targets=["size"], classes=[])
+    np.testing.assert_array_equal(TASK.targets_from_labels(np.array([[0.5], [1]], dtype=object)), [[0.5], [1.0]])
+
+
+def test_preprocess_records_the_csv_classes_and_later_stages_use_them(data, tmp_path, monkeypatch):
+    """classes: [] on binary yes/no: preprocess writes labels.json; submit decodes with it."""
+    from foldwise.prepared import labels_path, read_labels
+    from foldwise.stages import preprocess, submit
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw.update({"task": "images", "img_size": 16, "n_splits": 2, "folds": [0, 1]})
+    raw["images"].update({"targets": ["filled"], "kind": "binary", "classes": [], "metric": "roc_auc"})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path)
+    preprocess.main(["--raw", str(data), "--out", "prepared"])
+    assert read_labels(tmp_path / "prepared") == {"classes": ["no", "yes"]}
+    assert json.loads(labels_path(tmp_path / "prepared").read_text()) == {"classes": ["no", "yes"]}
+    index = pd.read_csv(tmp_path / "prepared/train.csv")
+    assert index["filled"].tolist() == (pd.read_csv(data / "train.csv")["filled"] == "yes").astype(float).tolist()
+    test = pd.read_csv(data / "test.csv")
+    pd.DataFrame({"id": test["image"], "p_yes": np.linspace(0, 1, len(test))}).to_csv("preds.csv", index=False)
+    submit.main(["--raw", str(data), "--preds", "preds.csv", "--prepared", "prepared", "--out", "sub.csv"])
+    sub = pd.read_csv("sub.csv")
+    assert list(sub.columns) == ["image", "filled"]
+    assert sub["filled"].tolist() == ["yes" if v >= 0.5 else "no" for v in np.linspace(0, 1, len(test))]

@@ -285,8 +285,9 @@ def _check_model(p: Params, source: str) -> None:
     from ..tasks import get_task
 
     task = get_task(p.task)
-    try:
-        probe_model(name, task.in_chans(p), p.img_size, len(task.meta_columns(p)), task.num_outputs)
+    try:  # a 1-wide head: the width does not decide whether the model runs, and images.classes: [] is
+        # known only once preprocess has read the train CSV
+        probe_model(name, task.in_chans(p), p.img_size, len(task.meta_columns(p)))
     except ValueError as exc:
         raise FoldwiseError(f"{source}: 'model' {name} cannot run at 'img_size' {p.img_size} "
                             f"({task.in_chans(p)} channels): {exc}") from None

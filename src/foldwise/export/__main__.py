@@ -21,8 +21,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--title", help="dataset title (default: foldwise <task> <model>)")
     parser.add_argument("--models", type=Path, default=Path("data/models"), help="the fold models (data/models)")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="the run's params (params.yaml)")
+    parser.add_argument("--prepared", type=Path, default=Path("data/prepared"),
+                        help="the run's prepared data, whose labels.json says how to decode (data/prepared)")
     args = parser.parse_args(argv)
-    out = build(args.out, args.models, args.params, args.dataset_id, args.title)
+    out = build(args.out, args.models, args.params, args.dataset_id, args.title, args.prepared)
     print(f"export: {out} ({folder_bytes(out) / 2**20:.1f} MiB); upload with `kaggle datasets create -p {out}`, "
           f"then in a notebook: python predict.py --data /kaggle/input/<competition> --out submission.csv")
 

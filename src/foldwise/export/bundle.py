@@ -4,6 +4,7 @@ Layout of OUT::
 
     dataset-metadata.json        for `kaggle datasets create -p OUT` (id, title, licenses)
     params.json                  the exported run's params.yaml
+    labels.json                  what its train labels mean (data/prepared/labels.json, e.g. classes)
     models/fold_<k>/model.pt     each fold model (state dict + config), as the train stage saved it
     foldwise_kaggle/...          foldwise's own modules for reading, preprocessing, models and TTA,
                                  copied file by file (imports are relative, so they run unchanged)
@@ -28,6 +29,7 @@ from ..core.atomic import atomic_dir
 from ..core.errors import FoldwiseError
 from ..core.params import load_params
 from ..engine.inference import MODEL_FILE
+from ..prepared import bind_labels, read_labels
 from ..tasks import get_task
 
 PACKAGE = Path(foldwise.__file__).resolve().parent
@@ -70,10 +72,13 @@ def check_models(models: Path, folds: list[int], model: str) -> list[Path]:
     return paths
 
 
-def build(out: Path, models: Path, params_file: Path, dataset_id: str | None, title: str | None) -> Path:
+def build(out: Path, models: Path, params_file: Path, dataset_id: str | None, title: str | None,
+          prepared: Path = Path("data/prepared")) -> Path:
     """Write the export folder ``out`` (replaced whole if it is an earlier export)."""
     p = load_params(params_file, check_names=False)
     model_paths = check_models(models, p.folds, p.model)
+    bind_labels(get_task(p.task), prepared)  # one line now if predict.py could not decode
+    labels = read_labels(prepared)
     if out.exists() and any(out.iterdir()) and not (out / "dataset-metadata.json").is_file():
         raise FoldwiseError(f"{out}: exists and is not a foldwise export; choose a new folder")
     competition = get_task(p.task).competition
@@ -92,6 +97,7 @@ def build(out: Path, models: Path, params_file: Path, dataset_id: str | None, ti
         shutil.copy2(PREDICT, tmp / "predict.py")
         raw = yaml.safe_load(params_file.read_text())
         (tmp / "params.json").write_text(json.dumps(raw, indent=2) + "\n")
+        (tmp / "labels.json").write_text(json.dumps(labels, indent=1) + "\n")
         metadata = {
             "title": (title or f"foldwise {p.task} {p.model}")[:50],
             "id": dataset_id,

@@ -4,8 +4,9 @@
 
 Needs torch, timm, numpy and pandas (HMS also pyarrow, as every Kaggle image has); not foldwise.
 It runs foldwise's own preprocessing, TTA and fold averaging from the vendored copy beside it
-(``foldwise_kaggle/``), with the params of the exported run (``params.json``), so it reproduces that
-run's ``data/submission.csv``. This file is copied verbatim by ``foldwise.export``.
+(``foldwise_kaggle/``), with the params of the exported run (``params.json``) and the labels its
+preprocess recorded (``labels.json``, e.g. the image task's classes), so it reproduces that run's
+``data/submission.csv``. This file is copied verbatim by ``foldwise.export``.
 """
 from __future__ import annotations
 
@@ -32,9 +33,11 @@ from foldwise_kaggle.tasks import get_task  # noqa: E402
 
 
 def predict_test(data: Path, batch_size: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(sample submission, test predictions: id + pred columns) for the competition folder ``data``."""
+    """(submission, test predictions: id + prob columns, averaged as the infer stage writes them) for
+    the competition folder ``data``."""
     params = parse_params(json.loads((HERE / "params.json").read_text()), source="params.json", check_names=False)
-    task = get_task(params.task)
+    labels = json.loads((HERE / "labels.json").read_text())
+    task = get_task(params.task).with_labels(labels, "labels.json")
     table = task.read_table(data, "test", params).reset_index(drop=True)
     meta = table[task.meta_columns(params)].to_numpy(dtype=np.float32)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -46,7 +49,7 @@ def predict_test(data: Path, batch_size: int | None = None) -> tuple[pd.DataFram
         for k in params.folds:
             model = load_fold_model(HERE / "models" / f"fold_{k}", device, params.train.channels_last)
             total += predict(model, loader, task, params, params.infer.tta, device)
-    preds = pd.DataFrame(total / len(params.folds), columns=task.pred_columns)
+    preds = pd.DataFrame(total / len(params.folds), columns=task.prob_columns)
     preds.insert(0, "id", table["id"].to_numpy())
     sample_path = data / task.sample_submission
     sample = pd.read_csv(sample_path)

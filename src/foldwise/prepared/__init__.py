@@ -1,11 +1,15 @@
 """The ``data/prepared`` folder written by ``preprocess`` and read by train, oof and infer.
 
 Per split (``train``, ``test``): ``<split>.csv``, the index table (``id``, targets, ``stratify``,
-``group`` and ``meta_*`` columns as the task provides), and ``<split>_NNN.npy`` image shards.
+``group`` and ``meta_*`` columns as the task provides), and ``<split>_NNN.npy`` image shards. Beside
+them ``labels.json``: what the train labels mean where params leave it open (``Task.fit_labels``, e.g.
+the generic image task's classes; ``{}`` for most tasks), applied by every later stage (``bind_labels``).
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,10 +18,38 @@ from ..core.errors import FoldwiseError
 from .shards import ShardReader
 
 META_PREFIX = "meta_"
+LABELS_FILE = "labels.json"
 
 
 def index_path(prepared: Path, split: str) -> Path:
     return prepared / f"{split}.csv"
+
+
+def labels_path(prepared: Path) -> Path:
+    return Path(prepared) / LABELS_FILE
+
+
+def write_labels(prepared: Path, labels: dict) -> None:
+    labels_path(prepared).write_text(json.dumps(labels, indent=1) + "\n")
+
+
+def read_labels(prepared: Path) -> dict:
+    """The recorded labels; {} when the folder records none (prepared before labels were recorded)."""
+    path = labels_path(prepared)
+    if not path.is_file():
+        return {}
+    try:
+        labels = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FoldwiseError(f"{path}: not valid JSON ({exc}); rerun the preprocess stage") from None
+    if not isinstance(labels, dict):
+        raise FoldwiseError(f"{path}: must hold a JSON object; rerun the preprocess stage")
+    return labels
+
+
+def bind_labels(task: Any, prepared: Path) -> Any:
+    """``task`` with the labels recorded in ``prepared`` in effect (``Task.with_labels``)."""
+    return task.with_labels(read_labels(prepared), str(labels_path(prepared)))
 
 
 def read_index(prepared: Path, split: str) -> pd.DataFrame:

@@ -1,8 +1,9 @@
 """Stage ``blend``: a weighted blend of finished runs (experiments or git revisions).
 
-params: task, blend (runs, method)
-deps:   its code only. Each run's data/oof.csv, data/test_preds.csv and sample submission are read
-        from that run's revision through dvc.api, so changing ``blend.runs`` reruns this stage alone.
+params: task, blend (runs, method), <task>
+deps:   its code only. Each run's data/oof.csv, data/test_preds.csv, data/prepared/labels.json and sample
+        submission are read from that run's revision through dvc.api, so changing ``blend.runs`` reruns
+        this stage alone.
 outs:   data/blend/ (submission.csv; oof.csv: id, fold, true_<col>..., blended <pred col>...),
         empty when ``blend.runs`` is []
 metrics: metrics/blend/metrics.json: cv/<metric> (weights fitted on all OOF rows), cv_honest/<metric>
@@ -12,6 +13,7 @@ metrics: metrics/blend/metrics.json: cv/<metric> (weights fitted on all OOF rows
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,13 +24,15 @@ from dvclive import Live
 from ..core.atomic import atomic_dir, write_csv
 from ..core.errors import FoldwiseError, run_stage
 from ..core.params import load_params
-from ..ensemble.runs import read_run_csv
+from ..ensemble.runs import read_run_csv, read_run_text
 from ..ensemble.weights import blend, fit_weights, held_out_blend, rank_transform
+from ..prepared import LABELS_FILE
 from ..tasks import get_task
 
 OOF = "data/oof.csv"
 TEST_PREDS = "data/test_preds.csv"
 RAW = "data/raw"  # the task's submission template lies here (sample_submission.csv; mask: eval/info.csv)
+LABELS = f"data/prepared/{LABELS_FILE}"  # what the run's labels mean (images: its classes)
 
 
 def blend_columns(task) -> list[str]:
@@ -51,12 +55,15 @@ def blend_method(method: str, task) -> str:
 class Members:
     """The runs' predictions, aligned row by row on the first run's ids.
 
-    reference: the first run's oof rows (id, fold, true_<col>...); oof: (M, N, P); test_ids: (Nt,);
+    task: the task with the runs' recorded labels in effect; reference: the first run's oof rows (id,
+    fold, true_<col>...); targets: its true_ columns as targets (N, T); oof: (M, N, P); test_ids: (Nt,);
     test: (M, Nt, P).
     """
 
     names: list[str]
+    task: object
     reference: pd.DataFrame
+    targets: np.ndarray
     oof: np.ndarray
     test_ids: pd.Series
     test: np.ndarray
@@ -81,21 +88,40 @@ def _aligned(df: pd.DataFrame, ids: pd.Series, run: str, first: str, path: str) 
     return df.set_index("id").loc[ids].reset_index()
 
 
+def run_labels(run: str, repo: str = ".") -> dict:
+    """The labels ``run``'s preprocess recorded (data/prepared/labels.json)."""
+    text = read_run_text(run, LABELS, repo)
+    try:
+        labels = json.loads(text)
+    except json.JSONDecodeError:
+        labels = None
+    if not isinstance(labels, dict):
+        raise FoldwiseError(f"blend.runs: '{run}': {LABELS} is not a JSON object; rerun its preprocess stage")
+    return labels
+
+
 def load_members(runs: list[str], task, repo: str = ".") -> Members:
-    """Read and align every run's OOF and test predictions; checks same ids, folds and targets."""
+    """Read and align every run's OOF and test predictions; checks same labels, ids, folds and targets."""
     if len(set(runs)) != len(runs):
         raise FoldwiseError(f"blend.runs: '{next(r for r in runs if runs.count(r) > 1)}' is listed twice")
+    first = runs[0]
+    labels = run_labels(first, repo)
+    task = task.with_labels(labels, f"blend.runs: '{first}': {LABELS}")
     cols = blend_columns(task)
     true_cols = [f"true_{c}" for c in task.target_columns]
-    first = runs[0]
-    reference, test_ids, oof, test = None, None, [], []
+    reference, targets, test_ids, oof, test = None, None, None, [], []
     for run in runs:
+        own = labels if run == first else run_labels(run, repo)
+        if own != labels:
+            raise FoldwiseError(f"blend.runs: '{run}': {LABELS} differs from '{first}''s ({own} vs {labels}); "
+                                "blend runs of the same classes")
         frame = read_run_csv(run, OOF, repo)
         _columns(frame, ["id", "fold", *true_cols, *cols], run, OOF)
         preds = read_run_csv(run, TEST_PREDS, repo)
         _columns(preds, ["id", *cols], run, TEST_PREDS)
         if reference is None:
             reference, test_ids = frame[["id", "fold", *true_cols]].copy(), preds["id"]
+            targets = task.targets_from_labels(reference[true_cols].to_numpy())
         frame = _aligned(frame, reference["id"], run, first, OOF)
         moved = frame["fold"].to_numpy() != reference["fold"].to_numpy()
         if moved.any():
@@ -103,12 +129,12 @@ def load_members(runs: list[str], task, repo: str = ".") -> Members:
             raise FoldwiseError(
                 f"blend.runs: '{run}': {OOF} folds differ from '{first}''s (id {frame['id'].iloc[i]!r}: fold "
                 f"{frame['fold'].iloc[i]} vs {reference['fold'].iloc[i]}); blend runs with the same seed and folds")
-        if not np.allclose(frame[true_cols].to_numpy(float), reference[true_cols].to_numpy(float)):
+        if not np.allclose(task.targets_from_labels(frame[true_cols].to_numpy()), targets):
             raise FoldwiseError(
                 f"blend.runs: '{run}': {OOF} targets differ from '{first}''s; blend runs of the same data")
         oof.append(frame[cols].to_numpy(np.float64))
         test.append(_aligned(preds, test_ids, run, first, TEST_PREDS)[cols].to_numpy(np.float64))
-    return Members(list(runs), reference, np.stack(oof), test_ids, np.stack(test))
+    return Members(list(runs), task, reference, targets, np.stack(oof), test_ids, np.stack(test))
 
 
 def metric_key(run: str) -> str:
@@ -132,11 +158,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     method = blend_method(p.blend.method, task)
     m = load_members(runs, task, args.repo)
-    oof, test = m.oof, m.test
+    task, oof, test, y = m.task, m.oof, m.test, m.targets
     if method == "rank":
         oof = np.stack([rank_transform(x) for x in oof])
         test = np.stack([rank_transform(x) for x in test])
-    y = m.reference[[c for c in m.reference.columns if c.startswith("true_")]].to_numpy(np.float64)
     folds = m.reference["fold"].to_numpy()
     members_cv = [task.metric(y, x) for x in oof]
     weights = fit_weights(oof, y, task.metric, task.greater_is_better)

@@ -23,7 +23,7 @@ from PIL import Image
 from ..core.atomic import atomic_dir
 from ..core.errors import FoldwiseError, run_stage
 from ..core.params import load_params
-from ..prepared import load_split, read_folds
+from ..prepared import bind_labels, load_split, read_folds
 from ..tasks import get_task
 
 TILE_GAP = 2  # pixels between the images of a sample grid
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     p = load_params(check_names=False)
-    task = get_task(p.task)
+    task = bind_labels(get_task(p.task), args.prepared)
     index, reader = load_split(args.prepared, "train")
     fold = read_folds(args.folds, index)
     missing = [c for c in task.target_columns if c not in index]

@@ -6,7 +6,7 @@ model that predicted them out of fold: Grad-CAM for CNNs, attention rollout for 
 (``explain.method``).
 
 params: task, explain (n_worst, n_confident, method)
-deps:   data/prepared/, data/models/, data/oof.csv
+deps:   data/prepared/ (images, labels.json), data/models/, data/oof.csv
 outs:   metrics/explain/{worst,confident}/<rank>_<id>.png (image plots of dvc.yaml)
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from ..engine.inference import load_fold_model
 from ..engine.runtime import select_device
 from ..explain.maps import explained_output, resolve_method, saliency
 from ..explain.render import compose, save_png, to_display
-from ..prepared import load_split, meta_matrix
+from ..prepared import bind_labels, load_split, meta_matrix
 from ..tasks import get_task
 
 METHOD_TITLES = {"gradcam": "Grad-CAM", "rollout": "attention rollout"}
@@ -47,8 +47,8 @@ def read_oof(path: Path, task, index: pd.DataFrame) -> pd.DataFrame:
     if unknown.any():
         raise FoldwiseError(f"{path}: id {oof['id'][unknown].iloc[0]!r} is not in the prepared train index; rerun oof")
     oof["row"] = position.loc[oof["id"]].to_numpy()
-    # targets from the prepared index: oof.csv's true_ columns may hold class names (task images)
-    targets = index[task.target_columns].to_numpy(np.float64)[oof["row"].to_numpy()]
+    # true_ columns hold what target_labels shows (class names for the images task): back to targets
+    targets = task.targets_from_labels(oof[[f"true_{c}" for c in task.target_columns]].to_numpy())
     oof["error"] = task.row_error(targets, oof[task.prob_columns].to_numpy(np.float64))
     return oof
 
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     p = load_params()
-    task = get_task(p.task)
+    task = bind_labels(get_task(p.task), args.prepared)
     index, reader = load_split(args.prepared, "train")
     meta = meta_matrix(index)
     oof = read_oof(args.oof, task, index)

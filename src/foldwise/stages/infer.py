@@ -20,7 +20,7 @@ from ..engine.datasets import ShardDataset
 from ..engine.inference import load_fold_model, predict
 from ..engine.runtime import select_device
 from ..engine.training import make_eval_loader
-from ..prepared import load_split, meta_matrix
+from ..prepared import bind_labels, load_split, meta_matrix
 from ..tasks import get_task
 
 
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     p = load_params()
-    task = get_task(p.task)
+    task = bind_labels(get_task(p.task), args.prepared)
     index, reader = load_split(args.prepared, "test")
     device = select_device()
     loader = make_eval_loader(ShardDataset(reader, np.arange(len(index)), meta=meta_matrix(index)),

@@ -28,7 +28,7 @@ from ..engine.datasets import ShardDataset
 from ..engine.inference import load_fold_model, predict
 from ..engine.runtime import select_device
 from ..engine.training import make_eval_loader
-from ..prepared import load_split, meta_matrix, read_folds
+from ..prepared import bind_labels, load_split, meta_matrix, read_folds
 from ..tasks import get_task
 from ..tasks.common.scorers import extra_scorers, score_all
 
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--live", type=Path, required=True)
     args = parser.parse_args(argv)
     p = load_params()
-    task = get_task(p.task)
+    task = bind_labels(get_task(p.task), args.prepared)
     index, reader = load_split(args.prepared, "train")
     fold_of = read_folds(args.folds, index, p.n_splits)
     scored = np.flatnonzero(np.isin(fold_of, p.folds))  # rows of the trained folds, in index order

@@ -1,12 +1,14 @@
 """Stage ``preprocess``: raw data -> training-ready image shards and an index per split.
 
-params: task, img_size, <task> (e.g. seti.frames, seti.stack)
+params: task, img_size, n_splits, <task> (e.g. seti.frames, seti.stack)
 deps:   data/raw/
-outs:   data/prepared/ (train.csv, train_NNN.npy, test.csv, test_NNN.npy)
+outs:   data/prepared/ (train.csv, train_NNN.npy, test.csv, test_NNN.npy, labels.json: what the train
+        labels mean where params leave it open, e.g. images' classes; read by every later stage)
 """
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from tqdm import tqdm
@@ -14,7 +16,7 @@ from tqdm import tqdm
 from ..core.atomic import atomic_dir, write_csv
 from ..core.errors import run_stage
 from ..core.params import load_params
-from ..prepared import META_PREFIX, index_path
+from ..prepared import META_PREFIX, index_path, labels_path, write_labels
 from ..prepared.shards import write_shards
 from ..tasks import get_task
 
@@ -38,7 +40,10 @@ def main(argv: list[str] | None = None) -> None:
     p = load_params(check_names=False)
     task = get_task(p.task)
     task.check_layout(args.raw)
+    labels = task.fit_labels(args.raw, p)
+    task = task.with_labels(labels, str(labels_path(args.out)))
     with atomic_dir(args.out) as tmp:
+        write_labels(tmp, labels)
         for split in ("train", "test"):
             table = task.read_table(args.raw, split, p).reset_index(drop=True)
             images = task.iter_images(args.raw, table, split, p)
@@ -46,6 +51,8 @@ def main(argv: list[str] | None = None) -> None:
             shape = write_shards(tmp, split, bar, len(table))
             write_csv(index_table(table, task, p, split), index_path(tmp, split))
             print(f"preprocess: {split}: {len(table)} images of shape {shape} (H, W, C)")
+    if labels:
+        print(f"preprocess: labels {json.dumps(labels)} in {labels_path(args.out)}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Stage ``submit``: the submission, validated against the task's template (``sample_submission.csv``;
 mask: ``eval/info.csv``), with the averaged test predictions decoded by the task.
 
-params: task
-deps:   data/raw/ (its submission template), data/test_preds.csv
+params: task, <task>
+deps:   data/raw/ (its submission template), data/test_preds.csv, data/prepared/labels.json (how to decode)
 outs:   data/submission.csv (same ids, order and columns as the template)
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ import pandas as pd
 from ..core.atomic import write_csv
 from ..core.errors import FoldwiseError, run_stage
 from ..core.params import load_params
+from ..prepared import bind_labels
 from ..tasks import get_task
 from ..tasks.common.tables import read_csv_checked
 
@@ -23,9 +24,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--raw", type=Path, required=True, help="the raw data folder holding the template")
     parser.add_argument("--preds", type=Path, required=True)
+    parser.add_argument("--prepared", type=Path, default=Path("data/prepared"),
+                        help="the prepared data; only its labels.json is read")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    task = get_task(load_params(check_names=False).task)
+    task = bind_labels(get_task(load_params(check_names=False).task), args.prepared)
     sample_path = args.raw / task.sample_submission
     sample = read_csv_checked(sample_path, [])
     sample[sample.columns[0]] = pd.read_csv(sample_path, usecols=[0], dtype=str).iloc[:, 0]  # ids verbatim

@@ -32,7 +32,7 @@ from ..engine.pretrained import SOURCE_FILE, read_pretrained
 from ..engine.runtime import configure_threads, resolve_threads
 from ..engine.training import Trainer
 from ..engine.transforms import build_train_transform
-from ..prepared import index_path, load_split, meta_matrix, read_folds
+from ..prepared import bind_labels, index_path, load_split, meta_matrix, read_folds
 from ..tasks import get_task
 
 
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     p = load_params()
     threads = resolve_threads(p.train.threads)  # a DDP fold's processes share them (distributed.setup)
     configure_threads(threads)
-    task = get_task(p.task)
+    task = bind_labels(get_task(p.task), args.prepared)
     if args.fold not in p.folds:
         raise FoldwiseError(f"--fold {args.fold} is not in params folds {p.folds}")
     if p.train.nproc > 1 and not distributed.launched():

@@ -17,6 +17,11 @@ Layout (every name comes from the ``images`` params group)::
 - ``multilabel``: several 0/1 columns; a sigmoid each (``p_<column>``), decoded with threshold 0.5.
 - ``regression``: one or more numeric columns, predicted as they are (MSE loss).
 
+For binary and multiclass, ``classes: []`` takes the classes from the train CSV: its labels sorted
+(by value when all are numbers, else as text; for binary the last is the positive class).
+``fit_labels`` reads them, the preprocess stage records them (prepared/labels.json) and every later
+stage, the blend and the Kaggle export apply that record (``with_labels``), never guessing them.
+
 Class labels are mapped to their index in ``classes`` for training and back to the labels in
 ``oof.csv`` (``true_<col>``, ``<col>``) and the submission. The metric is a scikit-learn scorer name
 (``images.metric``), logged under its name without ``neg_`` (tasks/common/scorers.py).
@@ -29,6 +34,7 @@ every kind can be tried on it.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -42,7 +48,9 @@ from ..core.errors import FoldwiseError
 from ..core.params import choice
 from .common.base import Task
 from .common.imagefolder import RESIZES, load_image, require_image_files
-from .common.tables import check_choices, check_filled, check_numbers, check_unique, read_csv_checked
+from .common.tables import (
+    check_choices, check_filled, check_numbers, check_unique, label_key, read_csv_checked, sorted_labels,
+)
 
 KINDS = ("binary", "multiclass", "multilabel", "regression")
 PROB_PREFIX = "p_"
@@ -65,7 +73,8 @@ class ImagesParams:
     image_column: str = "image"  # a path under image_dir
     targets: list[str] = field(default_factory=lambda: ["shape"])
     kind: str = choice(*KINDS, default="multiclass")
-    classes: list[str] = field(default_factory=lambda: list(SHAPES))  # binary/multiclass labels, in index order
+    # binary/multiclass labels in index order; []: the train CSV's labels, sorted (see the module docstring)
+    classes: list[str] = field(default_factory=lambda: list(SHAPES))
     group: str = "source"  # a column kept whole within folds; "" for none
     metric: str = "accuracy"  # a scikit-learn scorer name
     resize: str = choice(*RESIZES, default="squash")  # crop: the centre square, then resize
@@ -91,27 +100,89 @@ class ImagesTask(Task):
         check_group(ip)
         self.ip = ip
         self.kind = ip.kind
-        self.classes = list(ip.classes) if ip.kind in ("binary", "multiclass") else []
-        if ip.kind == "binary" and not ip.classes:
-            self.classes = ["0", "1"]
         self.marker_file = ip.train_csv
         self.sample_submission = ip.test_csv
         self.metric_name = ip.metric.removeprefix("neg_")
         self.target_columns = list(ip.targets)
         self.pred_columns = list(ip.targets)
-        if ip.kind == "multiclass":
-            self._prob_columns = [PROB_PREFIX + c for c in self.classes]
-        elif ip.kind == "binary":
-            self._prob_columns = [PROB_PREFIX + self.classes[1]]
-        elif ip.kind == "multilabel":
-            self._prob_columns = [PROB_PREFIX + t for t in ip.targets]
-        else:
-            self._prob_columns = list(ip.targets)
         self._scorer = None
+        self.use_classes(list(ip.classes) if self.has_classes else [])
+
+    @property
+    def has_classes(self) -> bool:
+        """Whether the targets are class labels (binary, multiclass)."""
+        return self.kind in ("binary", "multiclass")
+
+    def use_classes(self, classes: list[str]) -> None:
+        """Set the classes (in index order) and the prob columns named after them; [] leaves a class
+        kind's classes unknown until ``with_labels`` applies the recorded ones."""
+        self._classes = classes
+        if self.kind == "multiclass":
+            self._prob_columns = [PROB_PREFIX + c for c in classes] if classes else None
+        elif self.kind == "binary":
+            self._prob_columns = [PROB_PREFIX + classes[1]] if classes else None
+        elif self.kind == "multilabel":
+            self._prob_columns = [PROB_PREFIX + t for t in self.ip.targets]
+        else:
+            self._prob_columns = list(self.ip.targets)
+
+    @property
+    def classes(self) -> list[str]:
+        """The class labels in index order ([] for multilabel and regression)."""
+        if self.has_classes and not self._classes:
+            raise self._unknown_classes()
+        return self._classes
 
     @property
     def prob_columns(self) -> list[str]:
+        if self._prob_columns is None:
+            raise self._unknown_classes()
         return self._prob_columns
+
+    def _unknown_classes(self) -> FoldwiseError:
+        return FoldwiseError(f"images.classes is [] and no classes are recorded yet: the preprocess stage reads "
+                             f"them from {self.ip.train_csv} and records them with the prepared data; run it first")
+
+    # ---- classes recorded with the prepared data -------------------------------------------------
+    def fit_labels(self, root: Path, params: Any) -> dict:
+        """``{"classes": [...]}`` for binary/multiclass: ``images.classes`` when given (read_train
+        checks the CSV against them), else the train CSV's labels sorted; {} for other kinds."""
+        if not self.has_classes:
+            return {}
+        if self.ip.classes:
+            return {"classes": list(self.ip.classes)}
+        path = Path(root) / self.ip.train_csv
+        target = self.ip.targets[0]
+        df = read_csv_checked(path, [target], dtype={target: str})
+        check_filled(df, path, [target])
+        classes = sorted_labels(df, path, target)
+        if (self.kind == "binary" and len(classes) != 2) or len(classes) < 2:
+            need = "2 (negative, positive)" if self.kind == "binary" else "at least 2"
+            raise FoldwiseError(f"{path}: {target} holds {len(classes)} label(s) ({', '.join(classes)}); kind "
+                                f"{self.kind} needs {need}; set images.kind or images.classes")
+        return {"classes": classes}
+
+    def with_labels(self, labels: dict, source: str) -> "ImagesTask":
+        """A copy with the recorded classes in effect (one line if they contradict ``images.classes``);
+        the task itself for multilabel and regression, or when nothing is recorded but the classes are given."""
+        if not self.has_classes:
+            return self
+        recorded = labels.get("classes")
+        if recorded is None and self._classes:
+            return self
+        if (not isinstance(recorded, list) or not all(isinstance(c, str) for c in recorded)
+                or len(set(recorded)) != len(recorded) or len(recorded) < 2
+                or (self.kind == "binary" and len(recorded) != 2)):
+            raise FoldwiseError(f"{source}: no valid {self.kind} classes recorded (got {recorded!r}); "
+                                "rerun the preprocess stage")
+        if self.ip.classes and list(self.ip.classes) != recorded:
+            raise FoldwiseError(f"{source}: records classes {recorded}, but images.classes is "
+                                f"{list(self.ip.classes)}; rerun the preprocess stage")
+        if recorded == self._classes:
+            return self
+        bound = copy.copy(self)
+        bound.use_classes(list(recorded))
+        return bound
 
     @property
     def scorer(self):
@@ -136,10 +207,11 @@ class ImagesTask(Task):
     # ---- reading --------------------------------------------------------------------------------
     def read_table(self, root: Path, split: str, params: Any) -> pd.DataFrame:
         root = Path(root)
-        return self.read_test(root) if split == "test" else self.read_train(root, len(params.folds))
+        return self.read_test(root) if split == "test" else self.read_train(root, params.n_splits)
 
     def read_train(self, root: Path, n_folds: int) -> pd.DataFrame:
-        """id (the image column), the targets as numbers (class index, 0/1 or value), stratify, group."""
+        """id (the image column), the targets as numbers (class index, 0/1 or value), stratify (with
+        strata sized for ``n_folds``, the split's n_splits), group."""
         ip = self.ip
         path = root / ip.train_csv
         group = [ip.group] if ip.group else []
@@ -147,7 +219,7 @@ class ImagesTask(Task):
         check_filled(df, path, [ip.image_column, *ip.targets, *group], key=ip.image_column)
         check_unique(df, path, ip.image_column)
         table = pd.DataFrame({"id": df[ip.image_column].astype(str)})
-        if self.kind in ("binary", "multiclass"):
+        if self.has_classes:
             codes = check_choices(df, path, ip.targets[0], {c: i for i, c in enumerate(self.classes)}, ip.image_column)
             table[ip.targets[0]] = codes.astype(np.float64)
             table["stratify"] = codes
@@ -172,7 +244,7 @@ class ImagesTask(Task):
         check_filled(df, path, [ip.image_column])
         check_unique(df, path, ip.image_column)
         target = ip.targets[0]
-        if self.kind in ("binary", "multiclass") and target in df:  # empty cells are fine, labels must be known
+        if self.has_classes and target in df:  # empty cells are fine, labels must be known
             filled = df.assign(**{target: df[target].where(df[target].notna(), self.classes[0])})
             check_choices(filled, path, target, {c: i for i, c in enumerate(self.classes)}, ip.image_column)
         self.check_images(root, df, path)
@@ -195,7 +267,9 @@ class ImagesTask(Task):
                 yield img.height, img.width, len(img.getbands())
 
     def class_names(self, params: Any) -> list[str] | None:
-        return self.classes or (list(self.ip.targets) if self.kind == "multilabel" else None)
+        if self.has_classes:
+            return self.classes
+        return list(self.ip.targets) if self.kind == "multilabel" else None
 
     # ---- learning -------------------------------------------------------------------------------
     def target_kind(self, params: Any) -> str:
@@ -232,16 +306,29 @@ class ImagesTask(Task):
 
     def target_labels(self, targets: np.ndarray) -> np.ndarray:
         """Class indices back to their labels (binary, multiclass); other targets as they are."""
-        if self.kind in ("binary", "multiclass"):
+        if self.has_classes:
             return np.array(self.classes, dtype=object)[np.asarray(targets).astype(int)]
         return np.asarray(targets)
+
+    def targets_from_labels(self, labels: np.ndarray) -> np.ndarray:
+        """Labels (N, 1) -> class indices as float64 (N, 1) (binary, multiclass; matched by ``label_key``,
+        so ``1`` read back by pandas finds class ``"1"``); other targets as numbers."""
+        if not self.has_classes:
+            return super().targets_from_labels(labels)
+        lookup = {label_key(c): float(i) for i, c in enumerate(self.classes)}
+        values = np.asarray(labels, dtype=object)
+        codes = np.array([lookup.get(label_key(v), np.nan) for v in values.reshape(-1)]).reshape(values.shape)
+        if np.isnan(codes).any():
+            bad = values.reshape(-1)[np.flatnonzero(np.isnan(codes.reshape(-1)))[0]]
+            raise FoldwiseError(f"label {bad!r} is not one of the classes {', '.join(self.classes)}")
+        return codes
 
     # ---- outputs --------------------------------------------------------------------------------
     def oof_plot(self, y_true: np.ndarray, y_pred: np.ndarray) -> list[dict]:
         """(true, predicted) pairs that ``.dvc/plots/images.json`` counts into a confusion matrix:
         class labels; ``<label>=0/1`` per row and label (multilabel); the decile of the true values
         each value falls in (regression, first target)."""
-        if self.kind in ("binary", "multiclass"):
+        if self.has_classes:
             true, pred = self.target_labels(y_true)[:, 0], self.decode(y_pred)[:, 0]
             return [{"x": str(t), "y": str(p)} for t, p in zip(true, pred)]
         if self.kind == "multilabel":
@@ -262,7 +349,7 @@ class ImagesTask(Task):
         return super().submission(template, preds)
 
     def check_submission(self, sub: pd.DataFrame) -> None:
-        if self.kind in ("binary", "multiclass"):
+        if self.has_classes:
             bad = ~sub[self.pred_columns[0]].isin(self.classes)
             if bad.any():
                 raise FoldwiseError(f"submission {self.pred_columns[0]} holds {sub[self.pred_columns[0]][bad].iloc[0]!r}, "
@@ -315,10 +402,11 @@ def check_group(ip: ImagesParams) -> None:
         bad("targets", "at least one column", ip.targets)
     if ip.kind in ("binary", "multiclass") and len(ip.targets) != 1:
         bad("targets", f"one column for kind {ip.kind}", ip.targets)
-    if ip.kind == "multiclass" and len(set(ip.classes)) < 2:
-        bad("classes", "the class labels (at least 2, e.g. [cat, dog, fox]) for kind multiclass", ip.classes)
+    if ip.kind == "multiclass" and len(ip.classes) == 1:
+        bad("classes", "the class labels (at least 2, e.g. [cat, dog, fox]; [] reads them from the train CSV) "
+            "for kind multiclass", ip.classes)
     if ip.kind == "binary" and ip.classes and len(ip.classes) != 2:
-        bad("classes", "[negative, positive] for kind binary (empty: [0, 1])", ip.classes)
+        bad("classes", "[negative, positive] for kind binary ([] reads them from the train CSV)", ip.classes)
     if len(set(ip.classes)) != len(ip.classes):
         bad("classes", "distinct labels", ip.classes)
     if ip.image_column in ip.targets:

@@ -21,6 +21,12 @@ Conventions shared by all tasks:
   probabilities, and ``submission`` decodes.
 - ``num_logits(params)`` is the width of the model's head (default ``len(prob_columns)``); a task
   with several heads (mask's 3 + 2 + 3) returns their total and combines them in ``loss``/``predict``.
+- ``target_labels`` shows targets as ``oof.csv``'s ``true_<col>`` columns (e.g. class names) and
+  ``targets_from_labels`` reads those back (blend, explain).
+- Where params leave the labels open (``images.classes: []``), ``fit_labels`` learns them from the raw
+  train data, preprocess records them with the prepared data, and later stages apply the record with
+  ``with_labels``, which returns a configured copy: the registry's task object stays as params made it.
+tests/test_task_contract.py checks these for every task.
 """
 from __future__ import annotations
 
@@ -80,6 +86,18 @@ class Task:
     def required_files(self) -> list[str]:
         return [self.marker_file, self.sample_submission]
 
+    def fit_labels(self, root: Path, params: Any) -> dict:
+        """What the train labels mean where params leave it open, read from the raw data under ``root``
+        (the generic ``images`` task: its classes, ``{"classes": [...]}``); {} for a task whose labels
+        are fixed. The preprocess stage records it beside the prepared data (prepared/labels.json)."""
+        return {}
+
+    def with_labels(self, labels: dict, source: str) -> Task:
+        """This task with recorded ``labels`` (from ``fit_labels``, read from ``source``) in effect: a
+        configured copy where they change anything, the task itself otherwise. Stages call it through
+        ``prepared.bind_labels``; the task object shared by the registry is never changed."""
+        return self
+
     def read_table(self, root: Path, split: str, params: Any) -> pd.DataFrame:
         """The train or test table (see module docstring); validates labels. ``params`` is the full Params."""
         raise NotImplementedError
@@ -134,6 +152,15 @@ class Task:
     def target_labels(self, targets: np.ndarray) -> np.ndarray:
         """Targets (N, T) as ``oof.csv`` shows them in ``true_<col>`` (e.g. class names); the identity by default."""
         return targets
+
+    def targets_from_labels(self, labels: np.ndarray) -> np.ndarray:
+        """The inverse of ``target_labels``: ``true_<col>`` values (N, T) as read back from ``oof.csv``
+        -> float64 targets (N, T), as the metric takes them. Numbers by default."""
+        try:
+            return np.asarray(labels, dtype=np.float64)
+        except (TypeError, ValueError):
+            bad = next(v for v in np.asarray(labels, dtype=object).reshape(-1) if not _is_number(v))
+            raise FoldwiseError(f"task {self.name}: targets must be numbers, got {bad!r}") from None
 
     def decode(self, probs: np.ndarray) -> np.ndarray:
         """Averaged ``predict`` values (N, len(prob_columns)) -> submission values (N, len(pred_columns)).
@@ -205,3 +232,11 @@ class Task:
         values = sub[self.pred_columns].to_numpy(dtype=np.float64)
         if not np.isfinite(values).all():
             raise FoldwiseError("submission holds NaN or infinite predictions")
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True

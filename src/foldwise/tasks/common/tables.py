@@ -1,6 +1,7 @@
 """Reading the competitions' CSV tables with one-line errors that name the file, column and row at fault."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -70,13 +71,39 @@ def check_numbers(df: pd.DataFrame, path: Path, column: str, lo: float | None = 
     return values
 
 
+def label_key(value) -> str:
+    """How a class label matches another: surrounding spaces and case ignored, numbers by value (so a
+    CSV's ``1``, ``1.0`` and ``01`` are one label, however pandas typed the column)."""
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        return text.lower()
+    return repr(number) if math.isfinite(number) else text.lower()
+
+
 def check_choices(df: pd.DataFrame, path: Path, column: str, codes: dict[str, int],
                   key: str | None = None) -> np.ndarray:
-    """Class code (int64) of each value of ``column`` via ``codes``; matching ignores case and spaces."""
-    lookup = {str(name).strip().lower(): code for name, code in codes.items()}
-    names = df[column].astype(str).str.strip().str.lower()
+    """Class code (int64) of each value of ``column`` via ``codes``; matching by ``label_key``."""
+    lookup = {label_key(name): code for name, code in codes.items()}
+    names = df[column].map(label_key)
     known = names.isin(list(lookup)).to_numpy() & df[column].notna().to_numpy()
     if not known.all():
         fail_at(path, df, int(np.flatnonzero(~known)[0]), column,
                 f"must be one of {', '.join(map(str, codes))}", key)
     return names.map(lookup).to_numpy(dtype=np.int64)
+
+
+def sorted_labels(df: pd.DataFrame, path: Path, column: str) -> list[str]:
+    """The distinct labels of ``column`` as the CSV writes them (spaces stripped), sorted: by value when
+    every label is a number, else as text. One line if two spellings name one label (``Cat``, ``cat``)."""
+    seen: dict[str, str] = {}
+    for value in df[column].dropna().astype(str).str.strip():
+        other = seen.setdefault(label_key(value), value)
+        if other != value:
+            raise FoldwiseError(f"{path}: {column} spells one label two ways ({other!r}, {value!r}); use one")
+    labels = list(seen.values())
+    try:
+        return sorted(labels, key=float)
+    except ValueError:
+        return sorted(labels)
