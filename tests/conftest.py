@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny copy of the repository to run the real DVC pipeline in."""
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import subprocess
@@ -8,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from ruamel.yaml import YAML
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO_FILES = ["src", "dvc.yaml", "params.yaml", ".gitignore", ".dvcignore", ".dvc/config", ".dvc/.gitignore",
@@ -59,13 +60,20 @@ def make_repo(dest: Path, overrides: dict | None = None) -> Path:
             shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
             shutil.copy2(src, target)
-    params = yaml.safe_load((dest / "params.yaml").read_text())
-    deep_update(params, overrides or {})
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    edit_params(dest / "params.yaml", overrides or {})
     run(["git", "init", "-q"], dest)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], dest)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], dest)
     return dest
+
+
+def edit_params(path: Path, overrides: dict) -> None:
+    """Merge ``overrides`` into the params file at ``path`` as `dvc exp run -S` does: ruamel.yaml's
+    round trip (YAML 1.2, comments kept), so a test's file reads as DVC's own would."""
+    yaml = YAML()
+    params = yaml.load(path)
+    deep_update(params, copy.deepcopy(overrides))
+    yaml.dump(params, path)
 
 
 def copy_raw(data: Path, tmp_path: Path) -> Path:
@@ -79,7 +87,7 @@ def copy_raw(data: Path, tmp_path: Path) -> Path:
 def tiny_repo(tmp_path):
     """Factory: ``tiny_repo(**overrides)`` -> path of a committed tiny copy of the project."""
     def factory(overrides: dict | None = None, name: str = "repo") -> Path:
-        return make_repo(tmp_path / name, deep_update(yaml.safe_load(yaml.safe_dump(TINY)), overrides or {}))
+        return make_repo(tmp_path / name, deep_update(copy.deepcopy(TINY), copy.deepcopy(overrides or {})))
     return factory
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
+from ruamel.yaml import YAML
 
 from conftest import pipeline_env
 
@@ -27,9 +27,11 @@ def stage(repo: Path, name: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def set_params(repo: Path, mutate) -> None:
-    params = yaml.safe_load((repo / "params.yaml").read_text())
+    """Edit ``repo``'s params.yaml through ruamel.yaml's round trip, as `dvc exp run -S` writes it."""
+    yaml = YAML()
+    params = yaml.load(repo / "params.yaml")
     mutate(params)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    yaml.dump(params, repo / "params.yaml")
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, stage_name: str, *fragments: str) -> None:
@@ -80,6 +82,11 @@ def fresh(repo, tmp_path):
     (lambda p: p.update(task="cifar"), ["'task' must be one of"]),
     (lambda p: p.update(model="resnet_nope"), ["'model' must be a timm model name"]),
     (lambda p: p["data"].update(source="local", path="/nonexistent/seti.zip"), ["data.path: /nonexistent/seti.zip does not exist"]),
+    (lambda p: p.update(lr=float("nan")), ["params.yaml: 'lr' must be a finite number, got nan"]),
+    (lambda p: p.update(lr=float("inf")), ["params.yaml: 'lr' must be a finite number, got inf"]),
+    (lambda p: p.update(lr="nan"), ["params.yaml: 'lr' must be a number, got 'nan'"]),
+    (lambda p: p["synthetic"].update(strength=float("nan")), ["'synthetic.strength' must be a finite number, got nan"]),
+    (lambda p: p.clear(), ["params.yaml: is empty"]),
 ])
 def test_bad_params_stop_download_and_write_nothing(fresh, mutate, fragments):
     set_params(fresh, mutate)

@@ -1,17 +1,47 @@
+import dataclasses
 import os
+import re
 import subprocess
 import sys
+import typing
 
+import pandas as pd
 import pytest
-import yaml
+from ruamel.yaml import YAML
 
 from foldwise.core.errors import FoldwiseError
-from foldwise.core.params import load_params, parse_params
-from conftest import ROOT
+from foldwise.core.params import Params, load_params, parse_params, read_params_file
+from foldwise.tasks import TASKS, get_task
+from conftest import ROOT, edit_params
 
 
 def base() -> dict:
-    return yaml.safe_load((ROOT / "params.yaml").read_text())
+    return read_params_file(ROOT / "params.yaml")
+
+
+def yaml_value(text: str):
+    """``text`` as DVC's YAML 1.2 parser reads it (``-S key=text`` and params.yaml both)."""
+    return YAML(typ="safe").load(f"v: {text}")["v"]
+
+
+def param_fields(cls: type = Params, prefix: str = ""):
+    """(dotted key, type hint) of every leaf param, the task groups included."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name == "tasks":
+            for name in TASKS:
+                yield from param_fields(get_task(name).Params, f"{name}.")
+        elif dataclasses.is_dataclass(hints[f.name]):
+            yield from param_fields(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            yield prefix + f.name, hints[f.name]
+
+
+def set_key(raw: dict, key: str, value) -> dict:
+    *groups, name = key.split(".")
+    for group in groups:
+        raw = raw.setdefault(group, {})
+    raw[name] = value
 
 
 def test_repo_params_load_with_every_group():
@@ -22,14 +52,121 @@ def test_repo_params_load_with_every_group():
     assert p.task_params.frames in ("all", "on_only")
 
 
-def test_exp_run_style_scientific_string_becomes_float(tmp_path):
-    # `dvc exp run -S lr=1e-4` writes `lr: 1e-4`, which YAML 1.1 reads as the string '1e-4'
-    text = (ROOT / "params.yaml").read_text().replace("lr: 1.0e-3", "lr: 1e-4")
+def test_exp_run_style_scientific_notation_is_a_float(tmp_path):
+    # `dvc exp run -S lr=1e-4` writes `lr: 1e-4`: a float in YAML 1.2 (PyYAML's 1.1 made it a string)
     path = tmp_path / "params.yaml"
-    path.write_text(text)
-    assert yaml.safe_load(text)["lr"] == "1e-4"
+    path.write_text((ROOT / "params.yaml").read_text().replace("lr: 1.0e-3", "lr: 1e-4"))
     p = load_params(path)
     assert p.lr == pytest.approx(1e-4) and type(p.lr) is float
+
+
+def test_yes_no_on_off_written_by_dvc_stay_strings(tmp_path):
+    """DVC rewrites params.yaml through ruamel.yaml (YAML 1.2), which leaves these strings unquoted;
+    a YAML 1.1 reader turned them into booleans and refused the run."""
+    from dvc.utils.serialize import modify_yaml
+
+    path = tmp_path / "params.yaml"
+    path.write_text((ROOT / "params.yaml").read_text())
+    with modify_yaml(path) as raw:
+        raw.update(task="images", lr=3e-3)
+        raw["images"].update(kind="binary", targets=["filled"], classes=["no", "yes"], group="on")
+    assert "- no\n" in path.read_text() or "[no, yes]" in path.read_text()  # unquoted, as DVC writes them
+    try:
+        p = load_params(path, check_names=False)
+        assert p.task_params.classes == ["no", "yes"] and p.task_params.group == "on"
+        assert get_task("images").prob_columns == ["p_yes"]
+    finally:  # the task object is shared: leave it as the other tests expect it
+        get_task("images").configure_group(get_task("images").Params())
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_exp_run_keeps_quoted_no_yes_classes_strings(tiny_repo):
+    """A hand-written `classes: ['no', 'yes']`, then `dvc exp run -S`: DVC writes the file back with the
+    quotes dropped, and the next stage must still read the labels."""
+    from conftest import run
+
+    repo = tiny_repo({"task": "images", "synthetic": {"n_train": 40, "n_test": 4}, "images": {
+        "kind": "binary", "targets": ["filled"], "classes": ["no", "yes"], "metric": "roc_auc"}})
+    path = repo / "params.yaml"
+    text, quoted = re.subn(r"  classes:.*\n(  - .*\n)+", "  classes: ['no', 'yes']\n", path.read_text())
+    assert quoted == 1
+    path.write_text(text)
+    assert load_params(path, check_names=False).task_params.classes == ["no", "yes"]
+    run(["git", "commit", "-qam", "binary no/yes"], repo)
+
+    run(["dvc", "exp", "run", "-S", "lr=3e-3", "download"], repo)
+    assert "'no'" not in path.read_text()  # DVC dropped the quotes
+    p = load_params(path, check_names=False)
+    assert p.task_params.classes == ["no", "yes"] and p.lr == 3e-3
+    assert len(pd.read_csv(repo / "data/raw/train.csv")) == 40
+
+
+def test_declared_defaults_are_the_committed_params():
+    """A key left out of params.yaml takes the dataclass default: it must be the value params.yaml holds."""
+    assert parse_params({}, check_names=False) == load_params(ROOT / "params.yaml", check_names=False)
+
+
+@pytest.mark.parametrize("text", ["", "\n", "# nothing but a comment\n", "null\n", "~\n", "{}\n"])
+def test_empty_params_file_is_refused_in_one_line(tmp_path, text):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(FoldwiseError) as err:
+        load_params(path, check_names=False)
+    assert str(err.value).startswith(f"{path}: is empty") and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[1, 2]\n", "must be a mapping of keys to values, got list"),
+    ("lr: [1\n", "not valid YAML ("),
+    ("lr: 1\nlr: 2\n", "not valid YAML (found duplicate key"),
+])
+def test_malformed_params_file_is_one_line(tmp_path, text, message):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(FoldwiseError) as err:
+        load_params(path, check_names=False)
+    assert str(err.value).startswith(f"{path}: ") and message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+FLOAT_KEYS = [key for key, hint in param_fields() if hint is float]
+
+
+def test_every_float_param_is_covered():
+    assert {"lr", "weight_decay", "synthetic.strength", "train.min_lr", "augment.mixup_alpha"} <= set(FLOAT_KEYS)
+
+
+@pytest.mark.parametrize("text, expected", [
+    (".nan", "a finite number, got nan"), (".NaN", "a finite number, got nan"),
+    (".inf", "a finite number, got inf"), ("-.inf", "a finite number, got -inf"),
+    ("1e999", "a finite number, got inf"), ("-1e999", "a finite number, got -inf"),
+    ("nan", "a number, got 'nan'"), ("inf", "a number, got 'inf'"), ("'1e-3'", "a number, got '1e-3'"),
+    (str(10**400), "a finite number, got 1000"),
+])
+def test_non_finite_numbers_are_refused_in_every_float_param(text, expected):
+    value = yaml_value(text)
+    for key in FLOAT_KEYS:
+        raw = base()
+        set_key(raw, key, value)
+        with pytest.raises(FoldwiseError) as err:
+            parse_params(raw, check_names=False)
+        assert f"'{key}' must be {expected}" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_non_finite_transform_argument_is_refused():
+    raw = base()
+    raw["augment"]["train"] = [{"RandomBrightnessContrast": {"brightness_limit": yaml_value(".nan")}}]
+    with pytest.raises(FoldwiseError, match=r"'augment.train\[0\].RandomBrightnessContrast.brightness_limit' must be a finite number, got nan"):
+        parse_params(raw, check_names=False)
+
+
+def test_non_finite_in_the_file_names_file_and_key(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text((ROOT / "params.yaml").read_text())
+    edit_params(path, {"synthetic": {"strength": float("nan")}})
+    with pytest.raises(FoldwiseError, match=rf"^{path}: 'synthetic.strength' must be a finite number, got nan$"):
+        load_params(path, check_names=False)
 
 
 @pytest.mark.parametrize("mutate, message", [
@@ -48,6 +185,7 @@ def test_exp_run_style_scientific_string_becomes_float(tmp_path):
     (lambda d: d.update(seed=-5), "'seed' must be >= 0 and <= 4294967295, got -5"),
     (lambda d: d.update(seed=2**32), "'seed' must be between 0 and 4294967295, got 4294967296"),
     (lambda d: d.update(seed=1.5), "'seed' must be an integer, got 1.5"),
+    (lambda d: d.update(seed="7"), "'seed' must be an integer, got '7'"),  # quoted: a string, as DVC reads it
     (lambda d: d["train"].update(weights="/missing/file.pth"), "'train.weights' must be a local weights file that exists (or \"\"), got '/missing/file.pth'"),
     (lambda d: d.update(lr=0), "'lr' must be > 0.0, got 0.0"),
     (lambda d: d.update(batch_size=0), "'batch_size' must be >= 1, got 0"),
@@ -86,7 +224,7 @@ def test_any_subset_of_the_split_may_train(folds, n_splits):
     assert (p.folds, p.n_splits) == (folds, n_splits)
 
 
-@pytest.mark.parametrize("key, value", [("seed", 0), ("seed", 2**32 - 1), ("seed", "7"),
+@pytest.mark.parametrize("key, value", [("seed", 0), ("seed", 2**32 - 1),
                                         ("train.min_lr", 1e-3), ("train.warmup_epochs", 2.9)])
 def test_edge_values_pass(key, value):
     raw = base()
@@ -94,7 +232,7 @@ def test_edge_values_pass(key, value):
     (raw[group] if group else raw)[name] = value
     p = parse_params(raw)
     got = getattr(p.train, name) if group else getattr(p, name)
-    assert got == (int(value) if key == "seed" else value)
+    assert got == value
 
 
 def test_schedule_cross_checks_only_for_cosine():
@@ -150,14 +288,7 @@ def test_bool_is_not_a_number():
 
 
 def test_every_choice_survives_exp_run_set_as_typed():
-    """`dvc exp run -S key=value` writes the value bare; YAML 1.1 must read it back as that string
-    (values like on/off/yes/no would come back as booleans)."""
-    import dataclasses
-    import typing
-
-    from foldwise.core.params import Params
-    from foldwise.tasks import TASKS, get_task
-
+    """`dvc exp run -S key=value` writes the value bare; read back it must be that string."""
     hints = typing.get_type_hints(Params)
     groups = {Params} | {h for h in hints.values() if dataclasses.is_dataclass(h)}
     groups |= {get_task(name).Params for name in TASKS}
@@ -165,7 +296,7 @@ def test_every_choice_survives_exp_run_set_as_typed():
     for cls in groups:
         for f in dataclasses.fields(cls):
             for value in f.metadata.get("choices", ()):
-                assert yaml.safe_load(f"key: {value}")["key"] == value, f"{cls.__name__}.{f.name}: {value}"
+                assert yaml_value(value) == value, f"{cls.__name__}.{f.name}: {value}"
                 checked += 1
     assert checked > 20
 

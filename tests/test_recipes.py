@@ -43,13 +43,13 @@ def apply_row(dest: Path, overrides: list[str], extra: dict | None = None) -> Pa
     """params.yaml in ``dest`` with ``overrides`` applied by DVC's own `-S` code, then ``extra`` merged."""
     from dvc.utils.hydra import apply_overrides
 
-    from conftest import deep_update
+    from conftest import edit_params
 
     path = dest / "params.yaml"
     shutil.copy(ROOT / "params.yaml", path)
     apply_overrides(path, overrides)
     if extra:
-        path.write_text(yaml.safe_dump(deep_update(yaml.safe_load(path.read_text()), extra), sort_keys=False))
+        edit_params(path, extra)
     return path
 
 

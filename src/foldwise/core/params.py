@@ -1,22 +1,22 @@
 """The one typed loader for ``params.yaml``, shared by every stage.
 
 Each group is a frozen dataclass; a field's type hint says how to read the YAML value and its
-metadata holds the allowed values or bounds. Reading is strict: an unknown key, a wrong type or a
-value out of range stops with one line that names the key and what it accepts. YAML 1.1 reads
-``1e-4`` as a string (and ``dvc exp run -S lr=1e-4`` writes exactly that), so numbers given as
-strings are parsed as numbers.
+metadata holds the allowed values or bounds. Reading is strict: an unknown key, a wrong type, a
+non-finite number or a value out of range stops with one line that names the key and what it accepts.
+
+The file is read as YAML 1.2 with ruamel.yaml, the parser DVC writes it with (``dvc exp run -S``):
+``1e-4`` is a number and ``no``/``yes``/``on``/``off`` are strings, as DVC leaves them unquoted.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from .errors import FoldwiseError
 
@@ -43,8 +43,8 @@ class DataParams:
 class SyntheticParams:
     """Size and difficulty of the embedded synthetic dataset (``data.source: synthetic``)."""
 
-    n_train: int = bounded(2000, lo=20)
-    n_test: int = bounded(400, lo=1)
+    n_train: int = bounded(1500, lo=20)
+    n_test: int = bounded(300, lo=1)
     strength: float = bounded(1.0, lo=0.0, lo_open=True)  # scales every planted signal
 
 
@@ -65,12 +65,12 @@ class TrainParams:
     sampler: str = choice("none", "balanced", default="none")
     pos_weight: float = bounded(1.0, lo=0.0, lo_open=True)
     label_smoothing: float = bounded(0.0, lo=0.0, hi=0.5)
-    amp: str = choice("auto", "none", "fp16", "bf16", default="auto")  # not "off": YAML reads it as false
+    amp: str = choice("auto", "none", "fp16", "bf16", default="auto")
     channels_last: bool = True
     compile: bool = False
     grad_accum: int = bounded(1, lo=1)
     clip_grad: float = bounded(0.0, lo=0.0)
-    num_workers: int | str = field(default=0, metadata={"keywords": ("auto",), "lo": 0})  # or auto: cores per process
+    num_workers: int | str = field(default="auto", metadata={"keywords": ("auto",), "lo": 0})  # auto: cores per process
     nproc: int = bounded(1, lo=1)  # DDP processes for one fold (torchrun on this machine)
     sync_bn: bool = False  # SyncBatchNorm across DDP processes (CUDA only)
     deterministic: bool = True
@@ -144,7 +144,7 @@ class Params:
     folds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])  # the folds to train, each < n_splits
     n_splits: int = bounded(5, lo=2)  # k of the k-fold split
     model: str = "resnet10t"
-    img_size: int = bounded(96, lo=16)
+    img_size: int = bounded(64, lo=16)
     epochs: int = bounded(3, lo=1)
     batch_size: int = bounded(32, lo=1)
     lr: float = bounded(1e-3, lo=0.0, lo_open=True)
@@ -175,15 +175,36 @@ def load_params(path: str | Path = PARAMS_FILE, *, check_names: bool = True) -> 
     does not depend on those names (preprocess, split, submit) leave them to download and train.
     """
     path = Path(path)
+    return parse_params(read_params_file(path), source=str(path), check_names=check_names)
+
+
+def read_params_file(path: str | Path = PARAMS_FILE) -> dict:
+    """The mapping in ``path``, read as YAML 1.2 as DVC reads and writes it; one line if it is missing,
+    not YAML, empty (nothing but comments or null: the dataclass defaults are no run's params) or not a
+    mapping. ruamel.yaml is imported here only: the Kaggle export parses its params.json without it."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    path = Path(path)
     if not path.is_file():
         raise FoldwiseError(f"{path}: params file not found (run from the repository root)")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise FoldwiseError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raw = YAML(typ="safe").load(path.read_text())  # as dvc.utils.serialize.parse_yaml
+    except YAMLError as exc:
+        raise FoldwiseError(f"{path}: not valid YAML ({_yaml_problem(exc)})") from None
+    if raw is None or raw == {}:
+        raise FoldwiseError(f"{path}: is empty; it must hold the run's params (see the repository's params.yaml)")
     if not isinstance(raw, dict):
-        raise FoldwiseError(f"{path}: must be a mapping of keys to values")
-    return parse_params(raw, source=str(path), check_names=check_names)
+        raise FoldwiseError(f"{path}: must be a mapping of keys to values, got {type(raw).__name__}")
+    return raw
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """ruamel's multi-line parse error as ``<problem> at line L, column C``."""
+    problem, mark = getattr(exc, "problem", None), getattr(exc, "problem_mark", None)
+    if problem and mark is not None:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(exc).split())
 
 
 def parse_params(raw: dict, source: str = PARAMS_FILE, check_names: bool = True) -> Params:
@@ -347,30 +368,36 @@ def _scalar(hint: Any, value: Any, key: str, source: str) -> Any:
     if hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
         _bad(source, key, value, "an integer")
     if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        _bad(source, key, value, "a number")
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            _bad(source, key, value, "a number")
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond float range
+            number = math.inf
+        if not math.isfinite(number):  # .nan, .inf, and 1e999 (read as inf)
+            _bad(source, key, value, "a finite number")
+        return number
     if hint is str:
         if isinstance(value, str):
             return value
         _bad(source, key, value, "a string")
     if hint is dict:
         if isinstance(value, dict):
+            _check_finite_inside(value, key, source)
             return value
         _bad(source, key, value, "a mapping")
     raise TypeError(f"unsupported param type {hint!r} for {key}")
+
+
+def _check_finite_inside(value: Any, key: str, source: str) -> None:
+    """Free-form mappings (an augment.train transform's arguments) hold no NaN or infinity either."""
+    if isinstance(value, float) and not math.isfinite(value):
+        _bad(source, key, value, "a finite number")
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for name, item in items:
+        _check_finite_inside(item, f"{key}.{name}" if isinstance(value, dict) else f"{key}[{name}]", source)
 
 
 def _check_range(value: Any, meta: Any, key: str, source: str) -> None:

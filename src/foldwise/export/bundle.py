@@ -10,7 +10,7 @@ Layout of OUT::
                                  copied file by file (imports are relative, so they run unchanged)
     predict.py                   --data ROOT --out FILE: the run's data/submission.csv from the test set
 
-The vendored modules import only numpy, pandas, torch, timm, PIL and PyYAML (timm's own
+The vendored modules import only numpy, pandas, torch, timm and PIL (and timm's own
 dependencies); pyarrow for HMS.
 """
 from __future__ import annotations
@@ -21,13 +21,11 @@ import re
 import shutil
 from pathlib import Path
 
-import yaml
-
 import foldwise
 
 from ..core.atomic import atomic_dir
 from ..core.errors import FoldwiseError
-from ..core.params import load_params
+from ..core.params import load_params, read_params_file
 from ..engine.inference import MODEL_FILE
 from ..prepared import bind_labels, read_labels
 from ..tasks import get_task
@@ -95,7 +93,7 @@ def build(out: Path, models: Path, params_file: Path, dataset_id: str | None, ti
         (tmp / VENDOR / "__init__.py").write_text(
             f'"""foldwise {foldwise.__version__}: the modules predict.py needs, copied unchanged."""\n')
         shutil.copy2(PREDICT, tmp / "predict.py")
-        raw = yaml.safe_load(params_file.read_text())
+        raw = read_params_file(params_file)
         (tmp / "params.json").write_text(json.dumps(raw, indent=2) + "\n")
         (tmp / "labels.json").write_text(json.dumps(labels, indent=1) + "\n")
         metadata = {
