@@ -17,11 +17,13 @@ import pytest
 import torch
 
 from conftest import pipeline_env, run
+from foldwise.core import threads
 from foldwise.core.errors import FoldwiseError
 from foldwise.engine import checkpoint, distributed, runtime, training
 from foldwise.engine.datasets import ShardDataset
 from foldwise.engine.distributed import Dist, ShardedBatchSampler, epoch_order, shard_rows
 from foldwise.engine.inference import predict
+from foldwise.engine.loaders import seed_worker
 from foldwise.engine.training import balanced_weights, loader_options, make_eval_loader, make_train_loader
 from foldwise.prepared.shards import ShardReader, write_shards
 from foldwise.tasks.seti import TASK
@@ -32,7 +34,7 @@ from test_recipe import IMG, LiveStub, make_params, state_of, tiny_create_model
 @pytest.mark.parametrize("n, batch_size, world", [(100, 32, 2), (100, 32, 3), (20, 32, 2), (64, 32, 4)])
 def test_ranks_split_every_global_batch_without_overlap(n, batch_size, world):
     order = epoch_order(n, None, torch.Generator().manual_seed(0))
-    per_rank = [list(ShardedBatchSampler(order, batch_size, r, world)) for r in range(world)]
+    per_rank = [list(ShardedBatchSampler(n, batch_size, r, world, seed=0)) for r in range(world)]
     expected_batches = n // batch_size if n > batch_size else 1
     assert all(len(batches) == expected_batches for batches in per_rank)  # same step count on every rank
     for j in range(expected_batches):
@@ -77,7 +79,7 @@ def test_ddp_train_loaders_of_all_ranks_give_the_global_batches(tmp_path, sample
 
 def test_batch_smaller_than_the_process_count_is_refused():
     with pytest.raises(FoldwiseError, match="train.nproc=4"):
-        ShardedBatchSampler(torch.arange(10), 3, 0, 4)
+        ShardedBatchSampler(10, 3, 0, 4)
 
 
 @pytest.mark.parametrize("n, world", [(7, 3), (16, 2), (2, 3), (0, 2)])
@@ -103,13 +105,21 @@ def test_launch_env_is_read_and_ddp_on_cuda_needs_a_gpu_per_process(monkeypatch)
 
 # ---- loader options per device ------------------------------------------------------------------
 def test_loader_options_pin_memory_and_auto_workers_follow_the_device(monkeypatch):
-    monkeypatch.setattr(runtime, "cpu_cores", lambda: 16)
+    monkeypatch.delenv(runtime.THREADS_ENV, raising=False)
+    monkeypatch.setattr(threads, "cpu_cores", lambda: 16)
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert loader_options("auto", cpu) == {"num_workers": 0, "pin_memory": False}
-    assert loader_options("auto", cuda) == {"num_workers": 8, "pin_memory": True}  # 16 cores - 1, at most 8
+    assert loader_options("auto", cuda) == {"num_workers": 8, "pin_memory": True, "persistent_workers": True,
+                                            "worker_init_fn": seed_worker}  # 16 cores - 1, at most 8
     assert loader_options("auto", cuda, processes_per_machine=4)["num_workers"] == 3  # 16 / 4 - 1
     assert loader_options("auto", cuda, processes_per_machine=16)["num_workers"] == 0
-    assert loader_options(2, cpu) == {"num_workers": 2, "pin_memory": False}
+    assert loader_options(2, cpu) == {"num_workers": 2, "pin_memory": False, "persistent_workers": True,
+                                      "worker_init_fn": seed_worker}
+    # under `repro -j N` the process's share ($FOLDWISE_THREADS), not the machine, sizes `auto`
+    monkeypatch.setenv(runtime.THREADS_ENV, "4")
+    assert loader_options("auto", cuda)["num_workers"] == 3
+    assert loader_options("auto", cuda, processes_per_machine=2)["num_workers"] == 1
+    assert loader_options("auto", cuda, threads=6)["num_workers"] == 5  # an explicit train.threads wins
     loader = make_eval_loader(list(range(4)), 2, 1, cpu)
     assert loader.persistent_workers and loader.num_workers == 1 and not loader.pin_memory
     assert not make_eval_loader(list(range(4)), 2, 0, cpu).persistent_workers
