@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, Subset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from ..core.errors import FoldwiseError
@@ -44,12 +44,6 @@ def balanced_weights(labels: np.ndarray) -> np.ndarray:
     """(N,) sampling weights 1 / class count: every class is drawn equally often."""
     _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
     return 1.0 / counts[inverse]
-
-
-def balanced_sampler(labels: np.ndarray, generator: torch.Generator) -> WeightedRandomSampler:
-    """Draws each class equally often over an epoch (weights 1 / class count, with replacement)."""
-    weights = torch.as_tensor(balanced_weights(labels), dtype=torch.double)
-    return WeightedRandomSampler(weights, num_samples=len(labels), replacement=True, generator=generator)
 
 
 def make_train_loader(dataset: Dataset, labels: np.ndarray, p: Any, seed: int, ctx: Dist = Dist(),
