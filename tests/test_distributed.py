@@ -17,11 +17,13 @@ import pytest
 import torch
 
 from conftest import pipeline_env, run
+from foldwise.core import threads
 from foldwise.core.errors import FoldwiseError
 from foldwise.engine import checkpoint, distributed, runtime, training
 from foldwise.engine.datasets import ShardDataset
 from foldwise.engine.distributed import Dist, ShardedBatchSampler, epoch_order, shard_rows
 from foldwise.engine.inference import predict
+from foldwise.engine.loaders import seed_worker
 from foldwise.engine.training import balanced_weights, loader_options, make_eval_loader, make_train_loader
 from foldwise.prepared.shards import ShardReader, write_shards
 from foldwise.tasks.seti import TASK
@@ -32,7 +34,7 @@ from test_recipe import IMG, LiveStub, make_params, state_of, tiny_create_model
 @pytest.mark.parametrize("n, batch_size, world", [(100, 32, 2), (100, 32, 3), (20, 32, 2), (64, 32, 4)])
 def test_ranks_split_every_global_batch_without_overlap(n, batch_size, world):
     order = epoch_order(n, None, torch.Generator().manual_seed(0))
-    per_rank = [list(ShardedBatchSampler(order, batch_size, r, world)) for r in range(world)]
+    per_rank = [list(ShardedBatchSampler(n, batch_size, r, world, seed=0)) for r in range(world)]
     expected_batches = n // batch_size if n > batch_size else 1
     assert all(len(batches) == expected_batches for batches in per_rank)  # same step count on every rank
     for j in range(expected_batches):
@@ -75,9 +77,24 @@ def test_ddp_train_loaders_of_all_ranks_give_the_global_batches(tmp_path, sample
     assert ranks == [batches(Dist(r, 2, r, 2)) for r in range(2)]  # the same seed, the same epoch
 
 
+def test_set_epoch_redraws_the_order_and_sample_seeds_do_not_depend_on_the_rank_split():
+    def items(world, seed):
+        samplers = [ShardedBatchSampler(40, 8, r, world, seed=0, sample_seeds=True) for r in range(world)]
+        for sampler in samplers:
+            sampler.set_epoch(seed)
+        return [sum(parts, []) for parts in zip(*(list(s) for s in samplers))]  # global batches
+
+    one, two = items(1, 5), items(2, 5)
+    assert one == two  # the same (row, seed) pairs whether one process or two load them
+    assert [row for batch in one for row, _ in batch] == epoch_order(40, None, torch.Generator().manual_seed(5)).tolist()
+    seeds = [seed for batch in one for _, seed in batch]
+    assert len(set(seeds)) == 40  # a seed per position, so a row drawn twice is augmented twice
+    assert items(1, 6) != one and items(1, 5) == one
+
+
 def test_batch_smaller_than_the_process_count_is_refused():
     with pytest.raises(FoldwiseError, match="train.nproc=4"):
-        ShardedBatchSampler(torch.arange(10), 3, 0, 4)
+        ShardedBatchSampler(10, 3, 0, 4)
 
 
 @pytest.mark.parametrize("n, world", [(7, 3), (16, 2), (2, 3), (0, 2)])
@@ -101,15 +118,87 @@ def test_launch_env_is_read_and_ddp_on_cuda_needs_a_gpu_per_process(monkeypatch)
         distributed.setup(use_cuda=True)
 
 
+# ---- collectives on the process group's device ---------------------------------------------------
+def test_the_group_device_follows_the_backend():
+    assert distributed.group_device("nccl") == torch.device("cuda")  # NCCL has no CPU tensors
+    assert distributed.group_device("gloo") == torch.device("cpu")
+    assert distributed.group_device("cpu:gloo,cuda:nccl") == torch.device("cuda")
+
+
+@pytest.fixture
+def one_rank_group():
+    torch.distributed.init_process_group("gloo", store=torch.distributed.HashStore(), rank=0, world_size=1)
+    yield
+    torch.distributed.destroy_process_group()
+
+
+COLLECTIVES = ("all_reduce", "all_gather", "broadcast", "all_gather_object", "broadcast_object_list",
+               "reduce", "gather", "all_gather_into_tensor", "reduce_scatter")
+
+
+def spy_collectives(monkeypatch, run: bool = True) -> list[tuple[str, set]]:
+    """Record (collective, devices of the tensors it was given) for each call; ``run``: then do it."""
+    calls = []
+    for name in COLLECTIVES:
+        real = getattr(torch.distributed, name)
+
+        def spy(*args, _name=name, _real=real, **kwargs):
+            values = list(args) + list(kwargs.values())
+            tensors = [v for v in values if isinstance(v, torch.Tensor)]
+            tensors += [t for v in values if isinstance(v, list) for t in v if isinstance(t, torch.Tensor)]
+            calls.append((_name, {t.device for t in tensors}))
+            return _real(*args, **kwargs) if run else None
+
+        monkeypatch.setattr(torch.distributed, name, spy)
+    return calls
+
+
+def test_every_collective_sends_tensors_on_the_groups_device(one_rank_group, monkeypatch):
+    calls = spy_collectives(monkeypatch)
+    assert distributed.sum_over_ranks(1.5, 2) == [1.5, 2.0]
+    rows = np.arange(12, dtype=np.float64).reshape(6, 2)
+    np.testing.assert_array_equal(distributed.gather_rows(rows), rows)
+    assert distributed.gather_rows(np.zeros((0, 3))).shape == (0, 3)  # a rank may have no validation rows
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.BatchNorm2d(2))
+    model[1].running_mean.fill_(0.25)
+    distributed.average_bn_stats(model)
+    assert torch.equal(model[1].running_mean, torch.full((2,), 0.25))
+    assert {name for name, _ in calls} >= {"all_reduce", "all_gather", "broadcast"}
+    for name, devices in calls:  # tensors, not pickled objects, and on the device NCCL would need
+        assert devices == {distributed.group_device()}, (name, devices)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a real NCCL group is run by benchmarks/gpu_check.py")
+def test_under_nccl_the_collectives_move_their_tensors_to_cuda(one_rank_group, monkeypatch):
+    """The NCCL group that `train.nproc > 1` starts on CUDA, faked: each collective must first put its
+    tensor on the GPU (here that fails, for lack of one), not hand NCCL a CPU tensor."""
+    monkeypatch.setattr(torch.distributed, "get_backend", lambda group=None: "nccl")
+    calls = spy_collectives(monkeypatch, run=False)
+    model = torch.nn.BatchNorm2d(2)
+    for collective in (lambda: distributed.sum_over_ranks(1.0), lambda: distributed.gather_rows(np.ones((2, 1))),
+                       lambda: distributed.average_bn_stats(model)):
+        with pytest.raises((RuntimeError, AssertionError), match="(?i)cuda|nvidia|gpu"):
+            collective()
+    assert calls == []  # nothing reached the collective with a CPU tensor
+
+
 # ---- loader options per device ------------------------------------------------------------------
 def test_loader_options_pin_memory_and_auto_workers_follow_the_device(monkeypatch):
-    monkeypatch.setattr(runtime, "cpu_cores", lambda: 16)
+    monkeypatch.delenv(runtime.THREADS_ENV, raising=False)
+    monkeypatch.setattr(threads, "cpu_cores", lambda: 16)
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert loader_options("auto", cpu) == {"num_workers": 0, "pin_memory": False}
-    assert loader_options("auto", cuda) == {"num_workers": 8, "pin_memory": True}  # 16 cores - 1, at most 8
+    assert loader_options("auto", cuda) == {"num_workers": 8, "pin_memory": True, "persistent_workers": True,
+                                            "worker_init_fn": seed_worker}  # 16 cores - 1, at most 8
     assert loader_options("auto", cuda, processes_per_machine=4)["num_workers"] == 3  # 16 / 4 - 1
     assert loader_options("auto", cuda, processes_per_machine=16)["num_workers"] == 0
-    assert loader_options(2, cpu) == {"num_workers": 2, "pin_memory": False}
+    assert loader_options(2, cpu) == {"num_workers": 2, "pin_memory": False, "persistent_workers": True,
+                                      "worker_init_fn": seed_worker}
+    # under `repro -j N` the process's share ($FOLDWISE_THREADS), not the machine, sizes `auto`
+    monkeypatch.setenv(runtime.THREADS_ENV, "4")
+    assert loader_options("auto", cuda)["num_workers"] == 3
+    assert loader_options("auto", cuda, processes_per_machine=2)["num_workers"] == 1
+    assert loader_options("auto", cuda, threads=6)["num_workers"] == 5  # an explicit train.threads wins
     loader = make_eval_loader(list(range(4)), 2, 1, cpu)
     assert loader.persistent_workers and loader.num_workers == 1 and not loader.pin_memory
     assert not make_eval_loader(list(range(4)), 2, 0, cpu).persistent_workers
@@ -227,6 +316,46 @@ def test_two_gloo_processes_log_once_and_score_what_rank_0_saves(tmp_path):
     for r in (r0, r1):
         assert r["resumed"].history == r0["full"].history
         assert all(torch.equal(r["resumed"].best_state[k], r0["full"].best_state[k]) for k in r0["full"].best_state)
+
+
+def _accum_worker(rank: int, world: int, port: int, tmp: str) -> None:
+    """One rank: an epoch of 4 batches with grad_accum 1 and 2, counting DDP's gradient all-reduces
+    (a comm hook is called once per gradient bucket per sync) and optimizer steps."""
+    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    training.create_model = tiny_create_model
+    counts = {}
+    for accum in (1, 2):
+        p, train_ds, labels, val_ds = _datasets(Path(tmp) / "prepared")
+        p = make_params({**OVERRIDES, "train": {**OVERRIDES["train"], "grad_accum": accum}})
+        trainer = training.Trainer(TASK, p, 0, train_ds, labels, val_ds, 1, 0, Dist(rank, world, rank, world),
+                                   torch.device("cpu"))
+        reduces, steps = [], []
+        trainer.ddp.register_comm_hook(None, lambda state, bucket: reduces.append(1) or allreduce_hook(state, bucket))
+        real_step = trainer._optimizer_step
+        trainer._optimizer_step = lambda: steps.append(1) or real_step()
+        trainer.train_epoch(0)
+        counts[accum] = {"reduces": len(reduces), "steps": len(steps), "state": state_of(trainer.model)}
+    torch.save(counts, Path(tmp) / f"accum{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+def test_grad_accum_under_ddp_all_reduces_once_per_optimizer_step(tmp_path):
+    images = np.random.default_rng(0).standard_normal((N_ROWS, IMG, IMG, 1)).astype(np.float32)
+    (tmp_path / "prepared").mkdir()
+    write_shards(tmp_path / "prepared", "train", iter(images), N_ROWS)
+    torch.multiprocessing.spawn(_accum_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"accum{r}.pt", weights_only=False) for r in range(2)]
+    for counts in ranks:
+        assert counts[1]["steps"] == 4 and counts[2]["steps"] == 2  # 64 rows / batch 16
+        buckets = counts[1]["reduces"] // counts[1]["steps"]
+        assert buckets >= 1 and counts[1]["reduces"] == buckets * 4
+        assert counts[2]["reduces"] == buckets * 2  # none for the micro-batches inside a step
+    for accum in (1, 2):  # the skipped syncs lose nothing: both ranks end with the same weights
+        assert all(torch.equal(ranks[0][accum]["state"][k], ranks[1][accum]["state"][k]) for k in ranks[0][accum]["state"])
 
 
 # ---- the train stage under torchrun -------------------------------------------------------------

@@ -25,7 +25,8 @@ from foldwise.engine.mixing import cutmix, mix_batch, mixup
 from foldwise.engine.models import FoldModel
 from foldwise.engine.runtime import autocast_dtype
 from foldwise.engine.schedules import LrSchedule, build_optimizer, optimizer_steps_per_epoch
-from foldwise.engine.training import Trainer, balanced_sampler, make_train_loader
+from foldwise.engine.distributed import epoch_order
+from foldwise.engine.training import Trainer, balanced_weights, make_train_loader
 from foldwise.engine.transforms import build_train_transform
 from foldwise.prepared.shards import ShardReader, write_shards
 from foldwise.tasks import TASKS
@@ -281,6 +282,11 @@ def test_mix_batch_applies_each_mix_with_its_probability(monkeypatch, cutmix_p, 
 
 
 # ---- 4. balanced sampler ------------------------------------------------------------------------
+def balanced_sampler(labels: np.ndarray, generator: torch.Generator) -> list[int]:
+    """One epoch of the training loader's balanced order (``train.sampler: balanced``)."""
+    return epoch_order(len(labels), balanced_weights(labels), generator).tolist()
+
+
 def test_balanced_sampler_draws_classes_equally_and_is_deterministic():
     labels = np.array([0] * 2700 + [1] * 300)
     idx = list(balanced_sampler(labels, torch.Generator().manual_seed(0)))

@@ -1,6 +1,8 @@
 """Torch datasets over prepared shards."""
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -13,7 +15,9 @@ class ShardDataset(Dataset):
 
     item["image"]: float32 (H, W, C); item["meta"]: float32 (n_meta,) when meta is given;
     item["target"]: float32 (T,) when targets are given. ``transform`` is an albumentations
-    pipeline applied to the HWC image (train only).
+    pipeline applied to the HWC image (train only). A key ``(i, seed)`` (the train sampler's, see
+    distributed.ShardedBatchSampler) reseeds ``transform`` for that sample first, so its draws do not
+    depend on which DataLoader worker loads it.
     """
 
     def __init__(self, reader: ShardReader, rows: np.ndarray, targets: np.ndarray | None = None,
@@ -27,9 +31,12 @@ class ShardDataset(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        i, seed = key if isinstance(key, tuple) else (key, None)
         image = to_float32(self.reader[int(self.rows[i])])
         if self.transform is not None:
+            if seed is not None:  # one generator shared by the pipeline's transforms (cheaper than set_random_seed)
+                self.transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
             image = self.transform(image=image)["image"].reshape(image.shape)
         item = {"image": torch.from_numpy(np.ascontiguousarray(image))}
         if self.meta is not None:

@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 
 from ..core.errors import FoldwiseError
-from .runtime import configure_threads, cpu_cores
+from .runtime import configure_threads, cpu_cores, derive_seed
 
 # Set by torchrun in every worker it starts; their presence means "already launched".
 LAUNCH_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -120,26 +120,43 @@ def epoch_order(n: int, weights: np.ndarray | None, generator: torch.Generator) 
 
 
 class ShardedBatchSampler:
-    """This rank's part of every global batch of ``order``: global batch j is
+    """This rank's part of every global batch of the epoch order, re-drawn by ``set_epoch(seed)``
+    (one sampler, and so one set of DataLoader workers, serves every epoch).
+
+    The order is ``epoch_order(n, weights, Generator(seed))``; global batch j is
     ``order[j * batch_size:(j + 1) * batch_size]`` (the last partial batch dropped unless it is the
     only one), split into ``world_size`` contiguous parts as ``np.array_split`` does. Every rank
-    yields the same number of batches, and the ranks' parts of one step are disjoint."""
+    yields the same number of batches, and the ranks' parts of one step are disjoint. With
+    ``sample_seeds`` each item is ``(row, seed)``, the seed derived from the epoch seed and the row's
+    position in the global order, so a sample's augmentation does not depend on the rank, the worker
+    that loads it or the number of workers."""
 
-    def __init__(self, order: torch.Tensor, batch_size: int, rank: int, world_size: int):
-        self.order, self.batch_size, self.rank, self.world_size = order.tolist(), batch_size, rank, world_size
-        n = len(self.order)
+    def __init__(self, n: int, batch_size: int, rank: int = 0, world_size: int = 1,
+                 weights: np.ndarray | None = None, seed: int = 0, sample_seeds: bool = False):
+        self.n, self.batch_size, self.rank, self.world_size = n, batch_size, rank, world_size
+        self.weights, self.sample_seeds = weights, sample_seeds
         self.num_batches = n // batch_size if n > batch_size else 1
         if min(n, batch_size) < world_size:
             raise FoldwiseError(f"a batch of {min(n, batch_size)} samples cannot be split over "
                                 f"train.nproc={world_size} processes")
+        self.set_epoch(seed)
+
+    def set_epoch(self, seed: int) -> None:
+        """Draw the order of the next pass from ``seed`` (call before iterating the loader)."""
+        self.seed = seed
+        self.order = epoch_order(self.n, self.weights, torch.Generator().manual_seed(seed)).tolist()
 
     def __len__(self) -> int:
         return self.num_batches
 
     def __iter__(self):
         for j in range(self.num_batches):
-            batch = self.order[j * self.batch_size:(j + 1) * self.batch_size]
-            yield np.array_split(np.asarray(batch), self.world_size)[self.rank].tolist()
+            positions = np.arange(j * self.batch_size, min((j + 1) * self.batch_size, self.n))
+            mine = np.array_split(positions, self.world_size)[self.rank].tolist()
+            if self.sample_seeds:
+                yield [(self.order[k], derive_seed(self.seed, "sample", k)) for k in mine]
+            else:
+                yield [self.order[k] for k in mine]
 
 
 def shard_rows(n: int, rank: int, world_size: int) -> np.ndarray:
@@ -148,26 +165,45 @@ def shard_rows(n: int, rank: int, world_size: int) -> np.ndarray:
 
 
 # ---- collectives ----------------------------------------------------------------------------------
+def group_device(backend: str | None = None) -> torch.device:
+    """The device a collective's tensors must live on for ``backend`` (default: the current process
+    group's): this rank's current CUDA device for NCCL, which has no CPU path, else the CPU (gloo)."""
+    backend = str(backend if backend is not None else dist.get_backend())
+    return torch.device("cuda") if "nccl" in backend.lower() else torch.device("cpu")
+
+
 def gather_rows(local: np.ndarray) -> np.ndarray:
-    """Concatenate every rank's rows (any length, same trailing shape) in rank order."""
-    parts: list = [None] * dist.get_world_size()
-    dist.all_gather_object(parts, local)
-    return np.concatenate(parts)
+    """Concatenate every rank's rows (any length, same trailing shape and dtype) in rank order.
+    The rows travel as one tensor on the group's device, padded to the longest rank's length."""
+    device, world = group_device(), dist.get_world_size()
+    rows = torch.from_numpy(np.ascontiguousarray(local)).to(device)
+    length = torch.tensor([len(local)], dtype=torch.int64, device=device)
+    lengths = [torch.empty_like(length) for _ in range(world)]
+    dist.all_gather(lengths, length)
+    counts = [int(n) for n in torch.cat(lengths).cpu()]
+    padded = rows.new_zeros((max(max(counts), 1), *rows.shape[1:]))
+    padded[:len(local)] = rows
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    return torch.cat([part[:n] for part, n in zip(parts, counts)]).cpu().numpy()
 
 
 def sum_over_ranks(*values: float) -> list[float]:
-    tensor = torch.tensor(values, dtype=torch.float64)
+    """Each value summed over the ranks (float64, reduced on the group's device)."""
+    tensor = torch.tensor(values, dtype=torch.float64, device=group_device())
     dist.all_reduce(tensor)
-    return tensor.tolist()
+    return tensor.cpu().tolist()
 
 
 @torch.no_grad()
 def average_bn_stats(model: torch.nn.Module) -> None:
     """Make BatchNorm running statistics the mean over ranks, then rank 0's bits on every rank
     (as timm's ``distribute_bn(reduce=True)``), so each rank scores what rank 0 will save."""
-    world = dist.get_world_size()
+    device, world = group_device(), dist.get_world_size()
     for name, buf in model.named_buffers():
         if name.endswith(("running_mean", "running_var")):
-            dist.all_reduce(buf)
-            buf /= world
-            dist.broadcast(buf, src=0)
+            stats = buf.to(device)  # the buffer itself when the model is already there
+            dist.all_reduce(stats)
+            stats /= world
+            dist.broadcast(stats, src=0)
+            buf.copy_(stats)

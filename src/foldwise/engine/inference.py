@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from ..core.errors import FoldwiseError
 from .datasets import to_model_layout
+from .loaders import make_eval_loader
 from .models import FoldModel, create_model
+from .runtime import autocast_dtype
 
 MODEL_FILE = "model.pt"
 
@@ -30,19 +33,41 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 @torch.inference_mode()
 def predict(model: torch.nn.Module, loader: DataLoader, task, params, flips: list[str],
             device: torch.device, amp_dtype: torch.dtype | None = None) -> np.ndarray:
-    """``task.predict`` values (N, len(task.prob_columns)), e.g. probabilities, mean over ``flips``."""
+    """``task.predict`` values (N, len(task.prob_columns)), e.g. probabilities, mean over ``flips``.
+    Batches are copied without blocking (from pinned memory on CUDA) and the results stay on the
+    device until the end, so the host does not wait for the device once per batch."""
     model.eval()
     out = []
     for batch in loader:
-        images = to_model_layout(batch["image"], params.train.channels_last).to(device)
-        meta = batch["meta"].to(device) if "meta" in batch else None
+        images = to_model_layout(batch["image"], params.train.channels_last).to(device, non_blocking=True)
+        meta = batch["meta"].to(device, non_blocking=True) if "meta" in batch else None
         total = 0.0
         for name in flips:
             with autocast(device, amp_dtype):
                 logits = model(flip(images, name), meta)
             total = total + task.predict(logits.float(), params)
-        out.append((total / len(flips)).cpu().numpy())
-    return np.concatenate(out).astype(np.float64)
+        out.append(total / len(flips))
+    return torch.cat(out).cpu().numpy().astype(np.float64)
+
+
+def predict_folds(model_dirs: Sequence[Path], dataset: Dataset, task, params, device: torch.device,
+                  batch_size: int | None = None) -> np.ndarray:
+    """Every fold model in ``model_dirs`` predicts every row of ``dataset`` with the flip TTA of
+    ``params.infer.tta``; returns the mean over the models, (N, len(task.prob_columns)) float64.
+
+    One loader serves all models: the device's settings of training (``train.num_workers``, pinned
+    memory on CUDA), ``infer.batch_size`` unless ``batch_size``, autocast as ``train.amp`` (as in
+    validation, so a fold's OOF score is the score training selected it by)."""
+    if not model_dirs:
+        raise FoldwiseError("no fold models to predict with; params 'folds' is empty")
+    loader = make_eval_loader(dataset, batch_size or params.infer.batch_size, params.train.num_workers, device)
+    amp_dtype = autocast_dtype(params.train.amp, device)
+    total = 0.0
+    for model_dir in model_dirs:
+        model = load_fold_model(model_dir, device, params.train.channels_last)
+        total = total + predict(model, loader, task, params, params.infer.tta, device, amp_dtype)
+        del model  # free its device memory before the next fold's model is loaded
+    return total / len(model_dirs)
 
 
 def save_fold_model(path: Path, model: FoldModel, config: dict) -> None:

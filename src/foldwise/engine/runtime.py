@@ -8,52 +8,37 @@ import random
 import numpy as np
 import torch
 
-from ..core.errors import FoldwiseError
+from ..core.threads import THREADS_ENV, cpu_cores, resolve_threads  # noqa: F401 (re-exported)
 
-# Set by `python -m foldwise.repro -j N` for each stage process it starts: that process's share of cores.
-THREADS_ENV = "FOLDWISE_THREADS"
+# The autocast dtype on CPU only when set (tests and benchmarks/gpu_check.py run the AMP branch on CPU).
+CPU_AMP_ENV = "FOLDWISE_CPU_AMP"
 
 
 def select_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def cpu_cores() -> int:
-    """Cores this process may run on (its affinity mask, not the machine's count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def resolve_num_workers(setting: int | str, device: torch.device, processes_per_machine: int = 1) -> int:
-    """DataLoader workers for ``train.num_workers``. ``auto``: on CUDA the cores each process has,
-    less one for the process itself, at most 8; on CPU 0, since the model's intra-op threads already
-    use every core and a worker process only takes cores from them."""
+def resolve_num_workers(setting: int | str, device: torch.device, processes_per_machine: int = 1,
+                        threads: int | str = "auto") -> int:
+    """DataLoader workers for ``train.num_workers``. ``auto``: on CUDA this process's share of the
+    cores (``resolve_threads(threads)``: $FOLDWISE_THREADS under ``repro -j N``) split over the
+    processes of one DDP launch, less one for the process itself, at most 8; on CPU 0, since the
+    model's intra-op threads already use every core and a worker process only takes cores from them."""
     if setting != "auto":
         return int(setting)
     if device.type != "cuda":
         return 0
-    return max(0, min(8, cpu_cores() // max(1, processes_per_machine) - 1))
+    return max(0, min(8, resolve_threads(threads) // max(1, processes_per_machine) - 1))
 
 
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``train.amp``; always None on CPU (bf16 autocast is ~20x slower there)."""
-    if device.type != "cuda" or amp == "none":
+    """The autocast dtype for ``train.amp``. None on CPU (bf16 autocast is ~20x slower there) unless
+    $FOLDWISE_CPU_AMP=1, which runs the CUDA path's autocast (bf16 for ``auto``) on the CPU."""
+    if amp == "none" or (device.type != "cuda" and os.environ.get(CPU_AMP_ENV) != "1"):
         return None
-    if amp == "bf16" or (amp == "auto" and torch.cuda.is_bf16_supported()):
+    if amp == "bf16" or (amp == "auto" and (device.type != "cuda" or torch.cuda.is_bf16_supported())):
         return torch.bfloat16
     return torch.float16
-
-
-def resolve_threads(setting: int | str) -> int:
-    """Threads for one stage process from ``train.threads``: an integer as given; ``auto``:
-    $FOLDWISE_THREADS when set, else every core in this process's CPU affinity."""
-    if setting != "auto":
-        return int(setting)
-    value = os.environ.get(THREADS_ENV, "").strip()
-    if not value:
-        return cpu_cores()
-    if not value.isdigit() or int(value) < 1:
-        raise FoldwiseError(f"environment {THREADS_ENV}={value!r}: must be a whole number >= 1")
-    return int(value)
 
 
 def configure_threads(threads: int) -> None:

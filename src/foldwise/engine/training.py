@@ -1,6 +1,7 @@
 """Fitting one fold: the epoch loop, validation, early stopping, best-epoch selection and resume."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import sys
 from dataclasses import dataclass, field
@@ -10,19 +11,19 @@ from typing import Any
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Subset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from ..core.errors import FoldwiseError
 from . import checkpoint, distributed
 from .datasets import ShardDataset, to_model_layout
-from .distributed import Dist, ShardedBatchSampler, epoch_order, shard_rows
+from .distributed import Dist, ShardedBatchSampler, shard_rows
 from .inference import autocast
+from .loaders import loader_options, make_eval_loader  # noqa: F401 (make_eval_loader: re-exported)
 from .mixing import mix_batch
 from .models import create_model
 from .pretrained import WEIGHTS_FILE, input_affine
-from .runtime import (autocast_dtype, configure_determinism, derive_seed, resolve_num_workers, seed_everything,
-                      select_device)
+from .runtime import autocast_dtype, configure_determinism, derive_seed, seed_everything, select_device
 from .schedules import LrSchedule, build_optimizer, optimizer_steps_per_epoch
 
 
@@ -45,54 +46,26 @@ def balanced_weights(labels: np.ndarray) -> np.ndarray:
     return 1.0 / counts[inverse]
 
 
-def balanced_sampler(labels: np.ndarray, generator: torch.Generator) -> WeightedRandomSampler:
-    """Draws each class equally often over an epoch (weights 1 / class count, with replacement)."""
-    weights = torch.as_tensor(balanced_weights(labels), dtype=torch.double)
-    return WeightedRandomSampler(weights, num_samples=len(labels), replacement=True, generator=generator)
-
-
-def _seed_worker(worker_id: int) -> None:
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    import random
-
-    random.seed(seed)
-
-
-def loader_options(num_workers: int | str, device: torch.device | None, processes_per_machine: int = 1) -> dict:
-    """DataLoader keywords for the device: pinned memory (so ``.to(non_blocking=True)`` overlaps the
-    copy) on CUDA, ``train.num_workers`` resolved (``auto``)."""
-    device = device or torch.device("cpu")
-    return {"num_workers": resolve_num_workers(num_workers, device, processes_per_machine),
-            "pin_memory": device.type == "cuda"}
-
-
-def make_train_loader(dataset: ShardDataset, labels: np.ndarray, p: Any, seed: int, ctx: Dist = Dist(),
+def make_train_loader(dataset: Dataset, labels: np.ndarray, p: Any, seed: int, ctx: Dist = Dist(),
                       device: torch.device | None = None) -> DataLoader:
-    """The epoch's loader; its order depends only on ``seed``. Under DDP (``ctx.enabled``) each rank
-    gets its part of every global batch of ``p.batch_size`` (distributed.ShardedBatchSampler)."""
-    generator = torch.Generator().manual_seed(seed)
-    options = loader_options(p.train.num_workers, device, ctx.local_world_size)
-    if ctx.enabled:
-        weights = balanced_weights(labels) if p.train.sampler == "balanced" else None
-        batches = ShardedBatchSampler(epoch_order(len(dataset), weights, generator), p.batch_size,
-                                      ctx.rank, ctx.world_size)
-        return DataLoader(dataset, batch_sampler=batches, generator=generator, worker_init_fn=_seed_worker,
-                          **options)
-    sampler = balanced_sampler(labels, generator) if p.train.sampler == "balanced" else None
-    return DataLoader(
-        dataset, batch_size=p.batch_size, shuffle=sampler is None, sampler=sampler,
-        generator=generator, drop_last=len(dataset) > p.batch_size,
-        worker_init_fn=_seed_worker, **options,
-    )
+    """The training loader, built once per fold: ``loader.batch_sampler.set_epoch(seed)`` draws an
+    epoch's order, which depends only on that seed (workers, if any, persist from epoch to epoch).
+    Under DDP (``ctx.enabled``) each rank gets its part of every global batch of ``p.batch_size``.
+    A dataset with a random ``transform`` gets a seed with every row (distributed.ShardedBatchSampler)."""
+    weights = balanced_weights(labels) if p.train.sampler == "balanced" else None
+    batches = ShardedBatchSampler(len(dataset), p.batch_size, ctx.rank, ctx.world_size, weights, seed,
+                                  sample_seeds=getattr(dataset, "transform", None) is not None)
+    options = loader_options(p.train.num_workers, device, ctx.local_world_size, p.train.threads)
+    return DataLoader(dataset, batch_sampler=batches, generator=torch.Generator().manual_seed(seed), **options)
 
 
-def make_eval_loader(dataset: ShardDataset, batch_size: int, num_workers: int | str,
-                     device: torch.device | None = None, processes_per_machine: int = 1) -> DataLoader:
-    """In-order batches; workers (if any) persist across epochs, since this loader is reused."""
-    options = loader_options(num_workers, device, processes_per_machine)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                      persistent_workers=options["num_workers"] > 0, **options)
+def check_mixing(loss_fn: torch.nn.Module, augment: Any, task_name: str) -> None:
+    """Refuse CutMix/MixUp for a loss whose targets are class indices (``loss_fn.class_targets``):
+    blended targets would be fractions of an index. Checked once here, not per batch in the loss,
+    where it would cost a device-to-host sync every step."""
+    if getattr(loss_fn, "class_targets", False) and (augment.cutmix_p or augment.mixup_p):
+        raise FoldwiseError(f"task {task_name} trains on class indices; augment.cutmix_p and augment.mixup_p "
+                            "must be 0 (mixing needs one 0/1 target column per class)")
 
 
 class Trainer:
@@ -131,19 +104,21 @@ class Trainer:
         if p.train.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.forward = torch.compile(self.model) if p.train.compile else self.model  # eval: this rank's rows
-        self.train_forward = self.forward
+        self.train_forward, self.ddp = self.forward, None
         if ctx.enabled:  # gradients averaged over ranks; BN buffers are synced per epoch instead of per step
-            ddp = DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda" else None,
-                                          forward_sync_buffers=False)
-            self.train_forward = torch.compile(ddp) if p.train.compile else ddp
+            self.ddp = DistributedDataParallel(self.model, forward_sync_buffers=False,
+                                               device_ids=[self.device] if self.device.type == "cuda" else None)
+            self.train_forward = torch.compile(self.ddp) if p.train.compile else self.ddp
         self.optimizer = build_optimizer(self.model, p)
-        self.batches_per_epoch = len(make_train_loader(train_ds, train_labels, p, 0, ctx, self.device))
+        self.train_loader = make_train_loader(train_ds, train_labels, p, derive_seed(p.seed, fold), ctx, self.device)
+        self.batches_per_epoch = len(self.train_loader)
         self.schedule = LrSchedule(self.optimizer, p, optimizer_steps_per_epoch(self.batches_per_epoch, p.train.grad_accum))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.loss_fn = task.loss(p).to(self.device)
+        check_mixing(self.loss_fn, p.augment, task.name)
         val_part = Subset(val_ds, shard_rows(len(val_ds), ctx.rank, ctx.world_size).tolist()) if ctx.enabled else val_ds
         self.val_loader = make_eval_loader(val_part, p.infer.batch_size, p.train.num_workers, self.device,
-                                           ctx.local_world_size)
+                                           ctx.local_world_size)  # its workers too persist across epochs
         self.val_targets = val_ds.targets
 
     # ---- one epoch ------------------------------------------------------------------------------
@@ -152,13 +127,13 @@ class Trainer:
         p = self.p
         seed = derive_seed(p.seed, self.fold, epoch)
         # every epoch starts from its own seed, so a resumed run matches exactly; the sample order
-        # (seed) is shared by all ranks, the augmentation draws (rank_seed) differ per rank
+        # and each sample's augmentation (seed) are shared by all ranks, the model's own random draws
+        # (dropout, drop path) and the batch mixing (rank_seed) differ per rank
         rank_seed = derive_seed(seed, "rank", self.ctx.rank) if self.ctx.rank else seed
         seed_everything(rank_seed)
-        if self.train_ds.transform is not None:
-            self.train_ds.transform.set_random_seed(rank_seed)
         mix_rng = np.random.default_rng(rank_seed)
-        loader = make_train_loader(self.train_ds, self.train_labels, p, seed, self.ctx, self.device)
+        loader = self.train_loader
+        loader.batch_sampler.set_epoch(seed)
         self.model.train()
         # the loss is summed on the device: a .item() per batch would make the CPU wait for the GPU
         total, count = torch.zeros((), dtype=torch.float64, device=self.device), 0
@@ -169,10 +144,13 @@ class Trainer:
             meta = batch["meta"].to(self.device, non_blocking=True) if "meta" in batch else None
             if p.augment.cutmix_p or p.augment.mixup_p:
                 images, targets = mix_batch(images, targets, p.augment, mix_rng)
-            with autocast(self.device, self.amp_dtype):
-                loss = self.loss_fn(self.train_forward(images, meta), targets)
-            self.scaler.scale(loss / p.train.grad_accum).backward()
-            if (i + 1) % p.train.grad_accum == 0 or i + 1 == len(loader):
+            steps = (i + 1) % p.train.grad_accum == 0 or i + 1 == len(loader)
+            # DDP all-reduces gradients in backward: only on the micro-batch that ends an optimizer step
+            with contextlib.nullcontext() if steps or self.ddp is None else self.ddp.no_sync():
+                with autocast(self.device, self.amp_dtype):
+                    loss = self.loss_fn(self.train_forward(images, meta), targets)
+                self.scaler.scale(loss / p.train.grad_accum).backward()
+            if steps:
                 self._optimizer_step()
             total += loss.detach().double() * len(images)
             count += len(images)

@@ -33,14 +33,15 @@ from ..tasks import get_task
 PACKAGE = Path(foldwise.__file__).resolve().parent
 VENDOR = "foldwise_kaggle"
 # What predict.py imports, and what those import: the params loader, the tasks (reading and
-# preprocessing the test layout, predict, submission), the model factory, TTA and the shards.
+# preprocessing the test layout, predict, submission), the model factory, TTA, the loaders and the shards.
 VENDORED = [
-    "core/__init__.py", "core/errors.py", "core/params.py",
+    "core/__init__.py", "core/errors.py", "core/params.py", "core/threads.py",
     "tasks/__init__.py", "tasks/common/__init__.py", "tasks/common/base.py", "tasks/common/registry.py",
     "tasks/common/tables.py", "tasks/common/synthetic.py", "tasks/common/imaging.py",
     "tasks/common/imagefolder.py", "tasks/common/scorers.py",
     "tasks/seti.py", "tasks/hms.py", "tasks/petfinder.py", "tasks/mask.py", "tasks/images.py",
-    "engine/__init__.py", "engine/datasets.py", "engine/inference.py", "engine/models.py", "engine/pretrained.py",
+    "engine/__init__.py", "engine/datasets.py", "engine/inference.py", "engine/loaders.py", "engine/models.py",
+    "engine/pretrained.py", "engine/runtime.py",
     "prepared/__init__.py", "prepared/shards.py",
 ]
 PREDICT = Path(__file__).with_name("predict.py")

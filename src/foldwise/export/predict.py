@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -27,7 +26,7 @@ sys.path.insert(0, str(HERE))
 from foldwise_kaggle.core.errors import FoldwiseError  # noqa: E402
 from foldwise_kaggle.core.params import parse_params  # noqa: E402
 from foldwise_kaggle.engine.datasets import ShardDataset  # noqa: E402
-from foldwise_kaggle.engine.inference import load_fold_model, predict  # noqa: E402
+from foldwise_kaggle.engine.inference import predict_folds  # noqa: E402
 from foldwise_kaggle.prepared.shards import ShardReader, write_shards  # noqa: E402
 from foldwise_kaggle.tasks import get_task  # noqa: E402
 
@@ -41,15 +40,12 @@ def predict_test(data: Path, batch_size: int | None = None) -> tuple[pd.DataFram
     table = task.read_table(data, "test", params).reset_index(drop=True)
     meta = table[task.meta_columns(params)].to_numpy(dtype=np.float32)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    total = np.zeros((len(table), task.num_outputs))
     with tempfile.TemporaryDirectory() as tmp:  # the same float16 shards the infer stage reads
         write_shards(Path(tmp), "test", task.iter_images(data, table, "test", params), len(table))
         dataset = ShardDataset(ShardReader(Path(tmp), "test"), np.arange(len(table)), meta=meta)
-        loader = DataLoader(dataset, batch_size=batch_size or params.infer.batch_size, shuffle=False)
-        for k in params.folds:
-            model = load_fold_model(HERE / "models" / f"fold_{k}", device, params.train.channels_last)
-            total += predict(model, loader, task, params, params.infer.tta, device)
-    preds = pd.DataFrame(total / len(params.folds), columns=task.prob_columns)
+        mean = predict_folds([HERE / "models" / f"fold_{k}" for k in params.folds], dataset, task, params,
+                             device, batch_size)
+    preds = pd.DataFrame(mean, columns=task.prob_columns)
     preds.insert(0, "id", table["id"].to_numpy())
     sample_path = data / task.sample_submission
     sample = pd.read_csv(sample_path)

@@ -6,12 +6,10 @@ import os
 import shutil
 import subprocess
 
-THREADS_ENV = "FOLDWISE_THREADS"  # = engine.runtime.THREADS_ENV (not imported here: that loads torch)
+from ..core.threads import THREADS_ENV, cpu_cores
+
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-
-
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+usable_cores = cpu_cores  # the cores `repro -j N` divides (one definition, in core.threads)
 
 
 def visible_gpus(env: dict[str, str] | None = None) -> list[str]:

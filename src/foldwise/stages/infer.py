@@ -17,9 +17,8 @@ from ..core.atomic import write_csv
 from ..core.errors import run_stage
 from ..core.params import load_params
 from ..engine.datasets import ShardDataset
-from ..engine.inference import load_fold_model, predict
+from ..engine.inference import predict_folds
 from ..engine.runtime import select_device
-from ..engine.training import make_eval_loader
 from ..prepared import bind_labels, load_split, meta_matrix
 from ..tasks import get_task
 
@@ -33,14 +32,9 @@ def main(argv: list[str] | None = None) -> None:
     p = load_params()
     task = bind_labels(get_task(p.task), args.prepared)
     index, reader = load_split(args.prepared, "test")
-    device = select_device()
-    loader = make_eval_loader(ShardDataset(reader, np.arange(len(index)), meta=meta_matrix(index)),
-                              p.infer.batch_size, p.train.num_workers)
-    total = np.zeros((len(index), task.num_outputs))
-    for k in p.folds:
-        model = load_fold_model(args.models / f"fold_{k}", device, p.train.channels_last)
-        total += predict(model, loader, task, p, p.infer.tta, device)
-    preds = pd.DataFrame(total / len(p.folds), columns=task.prob_columns)
+    dataset = ShardDataset(reader, np.arange(len(index)), meta=meta_matrix(index))
+    mean = predict_folds([args.models / f"fold_{k}" for k in p.folds], dataset, task, p, select_device())
+    preds = pd.DataFrame(mean, columns=task.prob_columns)
     preds.insert(0, "id", index["id"])
     write_csv(preds, args.out)
     print(f"infer: {len(index)} test samples x {len(p.folds)} fold models (folds {sorted(p.folds)} "

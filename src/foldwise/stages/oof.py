@@ -25,9 +25,8 @@ from ..core.atomic import write_csv
 from ..core.errors import FoldwiseError, run_stage
 from ..core.params import load_params
 from ..engine.datasets import ShardDataset
-from ..engine.inference import load_fold_model, predict
+from ..engine.inference import predict_folds
 from ..engine.runtime import select_device
-from ..engine.training import make_eval_loader
 from ..prepared import bind_labels, load_split, meta_matrix, read_folds
 from ..tasks import get_task
 from ..tasks.common.scorers import extra_scorers, score_all
@@ -83,10 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     fold_scores, extra_scores = {}, {}
     for k in p.folds:
         rows = np.flatnonzero(fold_of == k)
-        model = load_fold_model(args.models / f"fold_{k}", device, p.train.channels_last)
-        loader = make_eval_loader(ShardDataset(reader, scored[rows], meta=meta[rows]),
-                                  p.infer.batch_size, p.train.num_workers)
-        preds[rows] = predict(model, loader, task, p, p.infer.tta, device)
+        dataset = ShardDataset(reader, scored[rows], meta=meta[rows])
+        preds[rows] = predict_folds([args.models / f"fold_{k}"], dataset, task, p, device)
         fold_scores[k] = task.metric(targets[rows], preds[rows])
         extra_scores[f"fold_{k}"] = score_all(extras, task.target_kind(p), targets[rows], preds[rows], f"fold {k}")
         print(f"oof: fold {k}: {task.metric_name} {fold_scores[k]:.5f} (tta: {', '.join(p.infer.tta)})")

@@ -364,20 +364,19 @@ class ImagesLoss(torch.nn.Module):
 
     def __init__(self, kind: str, smoothing: float = 0.0, pos_weight: float = 1.0):
         super().__init__()
-        self.kind, self.smoothing, self.pos_weight = kind, smoothing, pos_weight
+        self.kind, self.smoothing = kind, smoothing
+        # a buffer, moved to the device once with the module (a tensor made per step is a host copy each)
+        self.register_buffer("pos_weight", torch.tensor([pos_weight]), persistent=False)
+        self.class_targets = kind == "multiclass"  # class indices, which CutMix/MixUp cannot blend
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         logits, targets = logits.float(), targets.float()
         if self.kind == "multiclass":
-            classes = targets[:, 0]
-            if not torch.equal(classes, classes.round()):
-                raise FoldwiseError("images.kind multiclass trains on class indices; augment.cutmix_p and "
-                                    "mixup_p must be 0 (or use kind multilabel with one 0/1 column per class)")
-            return torch.nn.functional.cross_entropy(logits, classes.long(), label_smoothing=self.smoothing)
+            classes = targets[:, 0].long()  # whole class indices (mixing them is refused by the Trainer)
+            return torch.nn.functional.cross_entropy(logits, classes, label_smoothing=self.smoothing)
         if self.kind in ("binary", "multilabel"):
             targets = targets * (1.0 - self.smoothing) + 0.5 * self.smoothing
-            weight = torch.tensor([self.pos_weight], device=logits.device)
-            return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, pos_weight=weight)
+            return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, pos_weight=self.pos_weight)
         return torch.nn.functional.mse_loss(logits, targets)
 
 

@@ -159,15 +159,14 @@ class MaskLoss(torch.nn.Module):
     """Cross-entropy against the class in targets (N, 1). ``single``: one 18-way softmax; ``multi``:
     logits (N, 8) = mask 3 | gender 2 | age 3, the sum of the three heads' cross-entropies."""
 
+    class_targets = True  # targets are class indices, which CutMix/MixUp cannot blend (the Trainer refuses them)
+
     def __init__(self, head: str = "single", smoothing: float = 0.0):
         super().__init__()
         self.head, self.smoothing = head, smoothing
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        classes = targets.reshape(-1)
-        if not torch.equal(classes, classes.round()):
-            raise FoldwiseError("task mask trains on class labels; augment.cutmix_p and mixup_p must be 0")
-        classes = classes.long()
+        classes = targets.reshape(-1).long()  # whole class indices (mixing them is refused by the Trainer)
         logits = logits.float()
         ce = torch.nn.functional.cross_entropy
         if self.head == "single":
