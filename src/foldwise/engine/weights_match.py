@@ -157,19 +157,20 @@ def match(checkpoint: dict[str, torch.Tensor], shapes: dict[str, tuple[int, ...]
     prefix = _best_prefix(ckpt, backbone)
     by_name = [k for k in backbone if _fits(ckpt.get(prefix + k), shapes[k])]
     if len(by_name) == len(backbone):
-        state = {k: ckpt[prefix + k] for k in by_name}
-        return Matched(state | _named_head(ckpt, prefix, shapes, classifier, state), "name", len(by_name),
-                       len(backbone), _head_note(ckpt, prefix, shapes, classifier), prefix)
+        return _named(ckpt, prefix, by_name, shapes, classifier, len(backbone))
     ordered, why_not = _by_order(ckpt, shapes, classifier)
     if ordered is not None:
         matched = sum(k not in classifier for k in ordered)
-        kept = [k for k in classifier if k in ordered]
-        head = "kept" if kept else ("absent" if len(ckpt) == len(backbone) else "left out (other shape)")
+        if any(k in ordered for k in classifier):
+            head = "kept"
+        else:
+            head = "absent" if len(ckpt) == len(backbone) else "left out (another shape)"
         return Matched(ordered, "order", matched, len(backbone), head)
-    miss = next(k for k in backbone if k not in set(by_name))
-    found = ckpt.get(prefix + miss)
+    found = set(by_name)
+    miss = next(k for k in backbone if k not in found)
+    other = ckpt.get(prefix + miss)
     miss_text = f"{miss} {_shape(shapes[miss])}: " + (
-        f"the checkpoint's {prefix + miss} is {_shape(found.shape)}" if found is not None else "not in the checkpoint")
+        f"the checkpoint's {prefix + miss} is {_shape(other.shape)}" if other is not None else "not in the checkpoint")
     if not by_name:
         raise FoldwiseError(f"{what}: no tensor matches model {model}: by name none of its {len(backbone)} "
                             f"backbone tensors (first: {miss_text}); by order {why_not}")
@@ -177,9 +178,24 @@ def match(checkpoint: dict[str, torch.Tensor], shapes: dict[str, tuple[int, ...]
         raise FoldwiseError(f"{what}: only {len(by_name)} of {model}'s {len(backbone)} backbone tensors match "
                             f"by name (first unmatched: {miss_text}) and not by order ({why_not}); set "
                             f"train.weights_partial: true to start from those {len(by_name)} only")
-    state = {k: ckpt[prefix + k] for k in by_name}
-    return Matched(state | _named_head(ckpt, prefix, shapes, classifier, state), "name", len(by_name),
-                   len(backbone), _head_note(ckpt, prefix, shapes, classifier), prefix, miss_text)
+    named = _named(ckpt, prefix, by_name, shapes, classifier, len(backbone))
+    named.first_miss = miss_text
+    return named
+
+
+def _named(ckpt: dict, prefix: str, names: list[str], shapes: dict, classifier: set[str], backbone: int) -> Matched:
+    """The tensors ``names`` found under ``prefix``, with the classifier when all of it has the model's shape."""
+    state = {k: ckpt[prefix + k] for k in names}
+    present = [k for k in sorted(classifier) if prefix + k in ckpt]
+    if not present:
+        head = "absent"
+    elif len(present) == len(classifier) and all(_fits(ckpt[prefix + k], shapes[k]) for k in classifier):
+        head = "kept"
+        state |= {k: ckpt[prefix + k] for k in classifier}
+    else:
+        k = next((k for k in present if not _fits(ckpt[prefix + k], shapes[k])), present[0])
+        head = f"left out ({k} is {_shape(ckpt[prefix + k].shape)}, the model's {_shape(shapes[k])})"
+    return Matched(state, "name", len(names), backbone, head, prefix)
 
 
 def layout_note(checkpoint: dict, model: str) -> str:
@@ -213,23 +229,6 @@ def _best_prefix(ckpt: dict, names: list[str]) -> str:
                 prefix = ".".join(parts[:i]) + ("." if i else "")
                 counts[prefix] = counts.get(prefix, 0) + 1
     return max(counts, key=lambda p: (counts[p], -len(p)))
-
-
-def _named_head(ckpt: dict, prefix: str, shapes: dict, classifier: set[str], state: dict) -> dict:
-    """The classifier tensors of the checkpoint, by name, when every one has the model's shape."""
-    if classifier and all(_fits(ckpt.get(prefix + k), shapes[k]) for k in classifier):
-        return {k: ckpt[prefix + k] for k in classifier}
-    return {}
-
-
-def _head_note(ckpt: dict, prefix: str, shapes: dict, classifier: set[str]) -> str:
-    present = [k for k in sorted(classifier) if prefix + k in ckpt]
-    if not present:
-        return "absent"
-    if len(present) == len(classifier) and all(_fits(ckpt[prefix + k], shapes[k]) for k in classifier):
-        return "kept"
-    k = present[0]
-    return f"left out ({k} is {_shape(ckpt[prefix + k].shape)}, the model's {_shape(shapes[k])})"
 
 
 def _by_order(ckpt: dict, shapes: dict, classifier: set[str]) -> tuple[dict | None, str]:
