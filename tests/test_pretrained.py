@@ -53,6 +53,7 @@ def test_default_tag_is_copied_byte_for_byte_from_the_cache(hf_home, tmp_path):
     assert info["source"] == "hf-hub:timm/resnet10t.c3_in1k" and info["revision"] == REVISION
     assert json.loads((tmp_path / "out" / SOURCE_FILE).read_text())["sha256"] == info["sha256"]
     assert read_pretrained(tmp_path / "out")["mean"] == list(IMAGENET_MEAN)
+    assert (info["matched_by"], info["matched"], info["backbone_tensors"], info["classifier"]) == ("name", 70, 70, "kept")
     # the train model starts from exactly those weights (first conv folded to 1 channel by timm)
     model = create_model("resnet10t", 1, 1, img_size=64, weights=str(written))
     got = model.backbone.state_dict()
@@ -120,3 +121,24 @@ def test_pretrained_stage_writes_its_output_and_refuses_a_model_at_a_size_it_can
     with pytest.raises(FoldwiseError, match="'model' inception_v3 cannot run at 'img_size' 64"):
         stage.main(["--out", "data/other"])
     assert not Path("data/other").exists()
+
+
+def test_pretrained_stage_fails_when_no_cached_tensor_fits_the_model(hf_home, tmp_path, monkeypatch):
+    """A cache entry holding another network's weights (here mobilenetv3's under resnet10t's name)
+    would load nothing: the stage stops in one line instead of training from random weights."""
+    from foldwise.stages import pretrained as stage
+    from test_params import base
+
+    cached, _ = build_hub_cache(hf_home, "resnet10t.c3_in1k")
+    torch.manual_seed(0)
+    save_file(timm.create_model("mobilenetv3_small_050").state_dict(), str(cached))
+    monkeypatch.chdir(tmp_path)
+    raw = base()
+    raw["train"]["pretrained"] = True
+    Path("params.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(FoldwiseError) as err:
+        stage.main(["--out", "data/pretrained"])
+    assert "\n" not in str(err.value)
+    assert str(err.value).startswith(f"train.pretrained: {cached}: no tensor matches model resnet10t")
+    assert not Path("data/pretrained").exists()
+

@@ -78,6 +78,7 @@ class TrainParams:
     threads: int | str = field(default="auto", metadata={"keywords": ("auto",), "lo": 1})
     pretrained: bool = False  # timm's weights for ``model`` from the HF hub cache (stage ``pretrained``)
     weights: str = ""  # or a local weights file (safetensors or torch checkpoint); wins over pretrained
+    weights_partial: bool = False  # start from the weights' tensors that match when some backbone tensor does not
 
 
 @dataclass(frozen=True)

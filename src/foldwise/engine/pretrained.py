@@ -6,9 +6,13 @@ Sources, in order: ``train.weights`` (a local safetensors or torch checkpoint), 
 ``~/.cache/huggingface/hub``). Nothing is downloaded unless ``HF_HUB_OFFLINE=0`` is set: foldwise
 treats an unset ``HF_HUB_OFFLINE`` as 1.
 
-The resolved weights are written as ``<dir>/weights.safetensors`` beside ``<dir>/source.json``
-(where they came from, their sha256, and the mean/std they expect); with neither option set only
-``source.json`` says ``{"pretrained": false}``.
+Either way the weights are matched onto ``model``'s own tensor names (by name, else by order;
+weights_match.py), and a load that would leave a backbone tensor at its random initialisation is
+refused unless ``train.weights_partial``. The resolved weights are written as
+``<dir>/weights.safetensors`` (the cache's bytes when they need no renaming, else the matched
+tensors under ``model``'s names) beside ``<dir>/source.json``: where they came from, their sha256,
+how many backbone tensors matched and how, and the mean/std ``model``'s timm config says its
+weights expect. With neither option set only ``source.json`` says ``{"pretrained": false}``.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import numpy as np
 
 from ..core.atomic import atomic_dir
 from ..core.errors import FoldwiseError
+from .weights_match import SKIPPED_SUFFIX, Matched, layout_note, match, read_checkpoint, reference
 
 WEIGHTS_FILE = "weights.safetensors"
 SOURCE_FILE = "source.json"
@@ -93,18 +98,21 @@ def hub_weights_path(name: str) -> tuple[Path, dict]:
     )
 
 
-def _load_state_dict(path: Path) -> dict:
-    """A state dict from a safetensors file or a torch checkpoint (``state_dict``/``model`` keys unwrapped)."""
-    from timm.models import load_state_dict
+def resolve_weights(source: Path, model: str, what: str, partial: bool) -> tuple[dict, Matched, str]:
+    """(the checkpoint's raw tensors, them matched onto ``model``'s names, the entry they came from)."""
+    checkpoint, entry = read_checkpoint(source, what)
+    shapes, classifier = reference(model)
+    matched = match(checkpoint, shapes, classifier, f"{what}: {source}", model, partial)
+    matched.note = layout_note(checkpoint, model)
+    return checkpoint, matched, entry
 
-    try:
-        return load_state_dict(str(path), use_ema=False)
-    except Exception as exc:  # torch/safetensors raise many types for a corrupt file
-        raise FoldwiseError(f"train.weights: {path}: not a readable checkpoint ({str(exc).splitlines()[0]})") from None
 
+def write_pretrained(out: Path, model: str, pretrained: bool, weights: str, partial: bool = False) -> dict:
+    """Resolve the weights for ``model`` and write ``out/`` (see module docstring); returns source.json.
 
-def write_pretrained(out: Path, model: str, pretrained: bool, weights: str) -> dict:
-    """Resolve the weights for ``model`` and write ``out/`` (see module docstring); returns source.json."""
+    Every backbone tensor of ``model`` must be found in the weights (by name, else by order; see
+    weights_match.py), else FoldwiseError naming the first one missing, unless ``partial``.
+    """
     info: dict[str, Any] = {"pretrained": bool(pretrained or weights), "model": model}
     if not info["pretrained"]:
         with atomic_dir(out) as tmp:
@@ -117,23 +125,36 @@ def write_pretrained(out: Path, model: str, pretrained: bool, weights: str) -> d
         if not weights:
             raise
         info["mean"], info["std"] = list(IMAGENET_MEAN), list(IMAGENET_STD)  # nothing better known
+    if weights:
+        source = Path(weights).expanduser()
+        if not source.is_file():
+            raise FoldwiseError(f"train.weights: file not found: {weights}")
+        info["source"] = f"file:{source.resolve()}"
+        _, matched, entry = resolve_weights(source, model, "train.weights", partial)
+        unchanged = False
+    else:
+        source, found = hub_weights_path(model)
+        info.update(found)
+        checkpoint, matched, entry = resolve_weights(source, model, "train.pretrained", partial)
+        # the cache's bytes, unchanged, when they already are the model's tensors under its names
+        unchanged = source.suffix == ".safetensors" and not entry and _same_tensors(checkpoint, matched.state)
+    if entry:
+        info["checkpoint_entry"] = entry
+    info.update(matched.record())
     with atomic_dir(out) as tmp:
-        if weights:
-            source = Path(weights).expanduser()
-            if not source.is_file():
-                raise FoldwiseError(f"train.weights: file not found: {weights}")
-            info["source"] = f"file:{source.resolve()}"
-            _save_state_dict(_load_state_dict(source), tmp / WEIGHTS_FILE)
+        if unchanged:
+            shutil.copyfile(source, tmp / WEIGHTS_FILE)
         else:
-            path, found = hub_weights_path(model)
-            info.update(found)
-            if path.suffix == ".safetensors":
-                shutil.copyfile(path, tmp / WEIGHTS_FILE)  # the cache's bytes, unchanged
-            else:
-                _save_state_dict(_load_state_dict(path), tmp / WEIGHTS_FILE)
+            _save_state_dict(matched.state, tmp / WEIGHTS_FILE)
         info["sha256"] = _sha256(tmp / WEIGHTS_FILE)
         (tmp / SOURCE_FILE).write_text(json.dumps(info, indent=1) + "\n")
     return info
+
+
+def _same_tensors(checkpoint: dict, state: dict) -> bool:
+    """True when ``state`` is ``checkpoint`` under the same names (num_batches_tracked aside)."""
+    kept = {k for k in checkpoint if not k.endswith(SKIPPED_SUFFIX)}
+    return kept == set(state) and all(checkpoint[k] is state[k] for k in state)
 
 
 def _save_state_dict(state: dict, path: Path) -> None:

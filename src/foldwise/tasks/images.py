@@ -85,6 +85,7 @@ class ImagesTask(Task):
     competition = "an image folder (train/test CSV + images)"
     on_kaggle = False
     Params = ImagesParams
+    image_scale = "imagenet"  # load_image: RGB / 255, then (x - IMAGENET_MEAN) / IMAGENET_STD
     # Shapes keep their class, colour, size and fill under flips.
     train_augment = [{"HorizontalFlip": {"p": 0.5}}, {"VerticalFlip": {"p": 0.5}}]
 

@@ -84,6 +84,7 @@ class MaskTask(Task):
     pred_columns = ["ans"]
     prob_columns = CLASS_COLUMNS
     Params = MaskParams
+    image_scale = "imagenet"  # load_image: RGB / 255, then (x - IMAGENET_MEAN) / IMAGENET_STD
     # A mirrored face keeps its mask, gender and age; an upside-down one is not a photo the eval set holds.
     train_augment = [{"HorizontalFlip": {"p": 0.5}}]
 
