@@ -60,7 +60,8 @@ def predict_folds(model_dirs: Sequence[Path], dataset: Dataset, task, params, de
     validation, so a fold's OOF score is the score training selected it by)."""
     if not model_dirs:
         raise FoldwiseError("no fold models to predict with; params 'folds' is empty")
-    loader = make_eval_loader(dataset, batch_size or params.infer.batch_size, params.train.num_workers, device)
+    loader = make_eval_loader(dataset, batch_size or params.infer.batch_size, params.train.num_workers, device,
+                              threads=params.train.threads)
     amp_dtype = autocast_dtype(params.train.amp, device)
     total = 0.0
     for model_dir in model_dirs:

@@ -40,7 +40,8 @@ def loader_options(num_workers: int | str, device: torch.device | None, processe
 
 
 def make_eval_loader(dataset: Dataset, batch_size: int, num_workers: int | str,
-                     device: torch.device | None = None, processes_per_machine: int = 1) -> DataLoader:
+                     device: torch.device | None = None, processes_per_machine: int = 1,
+                     threads: int | str = "auto") -> DataLoader:
     """In-order batches of ``dataset`` for validation and prediction."""
     return DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                      **loader_options(num_workers, device, processes_per_machine))
+                      **loader_options(num_workers, device, processes_per_machine, threads))

@@ -19,7 +19,7 @@ from . import checkpoint, distributed
 from .datasets import ShardDataset, to_model_layout
 from .distributed import Dist, ShardedBatchSampler, shard_rows
 from .inference import autocast
-from .loaders import loader_options, make_eval_loader  # noqa: F401 (make_eval_loader: re-exported)
+from .loaders import loader_options, make_eval_loader
 from .mixing import mix_batch
 from .models import create_model
 from .pretrained import WEIGHTS_FILE, input_affine
@@ -118,7 +118,7 @@ class Trainer:
         check_mixing(self.loss_fn, p.augment, task.name)
         val_part = Subset(val_ds, shard_rows(len(val_ds), ctx.rank, ctx.world_size).tolist()) if ctx.enabled else val_ds
         self.val_loader = make_eval_loader(val_part, p.infer.batch_size, p.train.num_workers, self.device,
-                                           ctx.local_world_size)  # its workers too persist across epochs
+                                           ctx.local_world_size, p.train.threads)
         self.val_targets = val_ds.targets
 
     # ---- one epoch ------------------------------------------------------------------------------
