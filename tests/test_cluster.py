@@ -101,6 +101,15 @@ def final_repro_log(out: str) -> str:
     return out[reports[-1].end():]
 
 
+def assert_same_lock_entries(repo: Path, reference: Path) -> None:
+    """Each stage ``repo`` ran has the same dvc.lock entry (cmd, deps, params, output hashes) as in
+    ``reference``, in the same order."""
+    ran = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    ref = yaml.safe_load((reference / "dvc.lock").read_text())["stages"]
+    assert list(ran) == [name for name in ref if name in ran]
+    assert [name for name in ran if ran[name] != ref[name]] == []
+
+
 def assert_folds_restored_not_trained(out: str) -> None:
     assert f"{len(FOLDS)} of {len(FOLDS)} train stages to run on local:2" in out
     last = final_repro_log(out)
@@ -118,6 +127,7 @@ def test_cluster_with_a_shared_cache_matches_a_sequential_run(sequential, tmp_pa
                         env={"FOLDWISE_THREADS": "1"}).stdout
     assert_folds_restored_not_trained(out)
     assert dvc("status", "--json", "oof", cwd=repo).stdout.strip() == "{}"
+    assert_same_lock_entries(repo, sequential)
     for rel in COMPARED:
         assert (repo / rel).read_bytes() == (sequential / rel).read_bytes(), rel
     folds = [cmd for name, cmd in stage_commands(repo).items() if name.startswith("train@")]
@@ -133,6 +143,7 @@ def test_cluster_through_a_remote_matches_a_sequential_run(sequential, tmp_path)
     assert_folds_restored_not_trained(out)
     assert dvc("status", "--json", "oof", cwd=repo).stdout.strip() == "{}"
     assert "in sync" in dvc("status", "-c", "oof", "--with-deps", cwd=repo).stdout
+    assert_same_lock_entries(repo, sequential)
     for rel in COMPARED:
         assert (repo / rel).read_bytes() == (sequential / rel).read_bytes(), rel
     assert run(["git", "for-each-ref", "refs/foldwise"], repo).stdout == ""  # the temporary ref is gone
@@ -347,11 +358,7 @@ stages:
 """
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("through", ["shared-cache", "remote"])
-def test_a_grid_sweep_runs_every_combination_as_an_experiment_on_the_cluster(tmp_path, through):
-    import json
-
+def sweep_project(tmp_path: Path, through: str) -> Path:
     repo = tmp_path / "sweep"
     repo.mkdir()
     (repo / "dvc.yaml").write_text(SWEEP_DVC_YAML)
@@ -365,10 +372,20 @@ def test_a_grid_sweep_runs_every_combination_as_an_experiment_on_the_cluster(tmp
         dvc("cache", "dir", "--local", str(tmp_path / "cache"), cwd=repo)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "init"], repo)
-    result = subprocess.run([PY, "-m", "foldwise.sweep", "--cluster", "local:2", "-S", "x=3,5", "-S", "y=a,b",
-                             "-n", "grid", *(["--shared-cache"] if through == "shared-cache" else [])],
-                            cwd=repo, capture_output=True, text=True, env={**pipeline_env(), "PYTHONPATH": str(SRC)})
+    return repo
+
+
+def sweep(repo: Path, *args: str) -> str:
+    result = subprocess.run([PY, "-m", "foldwise.sweep", "--cluster", "local:2", *args], cwd=repo, capture_output=True,
+                            text=True, env={**pipeline_env(), "PYTHONPATH": str(SRC)})
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return result.stdout
+
+
+def experiments(repo: Path) -> dict[str, tuple]:
+    """name -> (x, y, score) of every experiment ``dvc exp show`` lists."""
+    import json
+
     shown = json.loads(dvc("exp", "show", "--json", cwd=repo).stdout)
     trials = {}
     for row in shown:
@@ -377,6 +394,32 @@ def test_a_grid_sweep_runs_every_combination_as_an_experiment_on_the_cluster(tmp
                 data = rev["data"]
                 params = data["params"]["params.yaml"]["data"]
                 trials[rev["name"]] = (params["x"], params["y"], data["metrics"]["m.json"]["data"]["score"])
-    assert trials == {"grid-0": (3, "a", 6), "grid-1": (3, "b", 9), "grid-2": (5, "a", 10), "grid-3": (5, "b", 15)}
+    return trials
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("through", ["shared-cache", "remote"])
+def test_a_grid_sweep_runs_every_combination_as_an_experiment_on_the_cluster(tmp_path, through):
+    repo = sweep_project(tmp_path, through)
+    sweep(repo, "-S", "x=3,5", "-S", "y=a,b", "-n", "grid", *(["--shared-cache"] if through == "shared-cache" else []))
+    assert experiments(repo) == {"grid-0": (3, "a", 6), "grid-1": (3, "b", 9), "grid-2": (5, "a", 10),
+                                 "grid-3": (5, "b", 15)}
     if through == "remote":
         assert "in sync" in dvc("status", "-c", cwd=repo).stdout
+
+
+@pytest.mark.slow
+def test_an_optuna_search_runs_its_trials_as_experiments_and_names_the_best(tmp_path):
+    import optuna
+
+    repo = sweep_project(tmp_path, "shared-cache")
+    out = sweep(repo, "--shared-cache", "--search", "optuna", "--trials", "4", "--direction", "maximize",
+                "--metric", "score", "--seed", "0", "-S", "x=interval(1,10)", "-S", "y=a,b", "-n", "tpe")
+    trials = experiments(repo)
+    assert sorted(trials) == ["tpe-0", "tpe-1", "tpe-2", "tpe-3"]
+    for x, y, score in trials.values():
+        assert 1 <= x <= 10 and score == pytest.approx(x * (2 if y == "a" else 3))
+    best = max(trials, key=lambda name: trials[name][2])
+    assert f"foldwise sweep: best {best}: score" in out and f"dvc exp apply {best}" in out
+    study = optuna.load_study(study_name="tpe", storage=f"sqlite:///{repo / '.dvc/tmp/foldwise-optuna.db'}")
+    assert sorted(t.value for t in study.trials) == sorted(score for _, _, score in trials.values())

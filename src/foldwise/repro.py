@@ -14,7 +14,7 @@ Each fold's output goes to .dvc/tmp/foldwise-repro/<stage>.log.
 
 With ``--cluster ADDRESS`` (a Dask scheduler, or ``local:N`` for N worker processes here) step 2 runs
 on Dask workers instead, each fold in a clone of this commit with this workspace's dvc.yaml, dvc.lock
-and params.yaml (uncommitted code is refused), its inputs from the DVC remote (or ``--shared-cache``),
+and params.yaml (uncommitted code is refused), its inputs from the default DVC remote (or ``--shared-cache``),
 and its result back through DVC's run-cache: step 3 then restores every fold instead of training it.
 """
 from __future__ import annotations
@@ -50,8 +50,6 @@ def main(argv: list[str] | None = None) -> None:
     cluster.add_argument("--shared-cache", action="store_true",
                          help="this repository's DVC cache directory is on storage every worker sees: the "
                               "workers use it, nothing is pushed or pulled")
-    cluster.add_argument("-r", "--remote", help="the DVC remote the workers pull inputs from and push folds to "
-                                                "(default: core.remote)")
     cluster.add_argument("--git-remote", help="a git remote the workers fetch this commit from, pushed under a "
                                               "temporary ref (default: this directory, for workers that see it)")
     cluster.add_argument("--threads", type=int, help="FOLDWISE_THREADS per fold (default: the worker host's "
@@ -91,7 +89,13 @@ def main(argv: list[str] | None = None) -> None:
             sort_lock_entries(plan.group)
     through_remote = args.cluster and not args.shared_cache
     # --pull: the workers' run-cache entries, and each restored fold's objects, from the remote
-    run_foreground(dvc_argv("repro", *(["--pull"] if through_remote else []), *args.targets))
+    pull = ["--pull"] if through_remote else []
+    if todo and args.cluster:
+        restore_start = time.monotonic()
+        run_foreground(dvc_argv("repro", *pull, "-s", *todo))
+        print(f"foldwise repro: {len(todo)} folds restored from the run-cache in "
+              f"{time.monotonic() - restore_start:.1f} s", flush=True)
+    run_foreground(dvc_argv("repro", *pull, *args.targets))
     if through_remote:  # what only this machine made (oof, submit, ...): the remote holds every output
         run_foreground(dvc_argv("push", "--run-cache", *(["--with-deps", *args.targets] if args.targets else [])))
     print(f"foldwise repro: done in {time.monotonic() - start:.0f} s")
@@ -103,8 +107,8 @@ def train_on_cluster(args, todo: list[str], total: int, inputs: list[str]) -> No
     from .cluster.state import publish, withdraw
 
     if not args.shared_cache:
-        run_foreground(dvc_argv("push", *(["-r", args.remote] if args.remote else []), *inputs))
-    state = publish(inputs, args.shared_cache, args.remote, args.git_remote)
+        run_foreground(dvc_argv("push", *inputs))
+    state = publish(inputs, args.shared_cache, args.git_remote)
     try:
         with connect(args.cluster) as client:
             print(f"foldwise repro: {len(todo)} of {total} {args.group} stages to run on {args.cluster}",

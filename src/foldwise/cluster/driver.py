@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from ..core.errors import FoldwiseError
 from ..launch.slots import usable_cores
@@ -66,29 +66,36 @@ def worker_shares(client) -> tuple[dict[str, int], int, bool]:
 def run_folds(client, stages: list[str], state: RepoState, jobs: int | None, threads: int | None,
               retries: int, echo: Callable[[str], None] = print) -> list[dict]:
     """Train ``stages`` (train@k) on the cluster; see run_tasks."""
-    return run_tasks(client, {stage: (train_fold, (stage,)) for stage in stages}, state, jobs, threads, retries,
-                     "folds", echo)
+    return run_tasks(client, [(stage, train_fold, (stage,)) for stage in stages], len(stages), state, jobs,
+                     threads, retries, "folds", echo)
 
 
-def run_tasks(client, tasks: dict[str, tuple[Callable, tuple]], state: RepoState, jobs: int | None,
-              threads: int | None, retries: int, what: str, echo: Callable[[str], None] = print) -> list[dict]:
-    """Run ``tasks`` (name -> (function, leading args); called with ``state`` and the thread share
-    after them) on the cluster, at most ``jobs`` at a time (default: as many as it runs at once).
-    One killed by a signal (its worker died, the OOM killer) is tried again; the first that fails
-    otherwise stops the others and raises FoldFailed with the worker's last log lines."""
+Task = tuple[str, Callable, tuple]  # name, function, its leading args (state and threads follow)
+
+
+def run_tasks(client, tasks: Iterable[Task], total: int, state: RepoState, jobs: int | None, threads: int | None,
+              retries: int, what: str, echo: Callable[[str], None] = print,
+              on_result: Callable[[dict], None] | None = None) -> list[dict]:
+    """Run the ``total`` ``tasks`` on the cluster, at most ``jobs`` at a time (default: as many as it
+    runs at once), taking the next from ``tasks`` only when a slot frees (after ``on_result`` saw the
+    last result: a search can ask for its next trial then). One killed by a signal (its worker died,
+    the OOM killer) is tried again; the first that fails otherwise stops the others and raises
+    FoldFailed with the worker's last log lines."""
     from distributed import as_completed
 
     shares, slots, gpu = worker_shares(client)
-    at_once = min(jobs or slots, len(tasks))
-    echo(f"{len(tasks)} {what} on {len(client.scheduler_info(n_workers=-1)['workers'])} Dask workers, "
+    at_once = min(jobs or slots, total)
+    echo(f"{total} {what} on {len(client.scheduler_info(n_workers=-1)['workers'])} Dask workers, "
          f"{at_once} at a time" + (", one GPU each" if gpu else ""))
-    pending = list(tasks)
+    pending = iter(tasks)
     running: dict = {}
     results: list[dict] = []
 
     def submit() -> None:
-        name = pending.pop(0)
-        func, args = tasks[name]
+        task = next(pending, None)
+        if task is None:
+            return
+        name, func, args = task
         future = client.submit(func, *args, state, threads or shares, key=f"{name}-{state.run_id}", pure=False,
                                retries=retries, resources={"GPU": 1} if gpu else None)
         running[future] = name
@@ -108,7 +115,9 @@ def run_tasks(client, tasks: dict[str, tuple[Callable, tuple]], state: RepoState
                 raise FoldFailed(name, result["worker"], f"exit code {result['code']}", result["tail"])
             echo(f"{name}: done in {result['seconds']:.0f} s on {result['worker']}")
             results.append(result)
-            if pending:
+            if on_result:
+                on_result(result)
+            if len(results) + len(running) < total:
                 submit()
     except BaseException:
         client.cancel(list(running))

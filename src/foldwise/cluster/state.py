@@ -75,16 +75,17 @@ def refuse_uncommitted(sources: dict[str, str]) -> None:
                             "last commit; commit it first")
 
 
-def remote_section(name: str | None) -> dict[str, str]:
-    """The config section of DVC remote ``name`` (default: core.remote), paths made absolute."""
+def default_remote() -> dict[str, str]:
+    """The config section of the default DVC remote (core.remote), paths made absolute: the remote
+    the driver's own ``dvc push`` and ``dvc repro --pull`` use, so the workers must use it too."""
     from dvc.repo import Repo
 
     with Repo() as repo:
         config = repo.config
-        name = name or config["core"].get("remote")
+        name = config["core"].get("remote")
         if not name or name not in config["remote"]:
-            raise FoldwiseError("--cluster needs a DVC remote the workers can reach (dvc remote add -d NAME URL) "
-                                "or --shared-cache" + (f"; no remote named {name!r}" if name else ""))
+            raise FoldwiseError("--cluster needs a default DVC remote the workers can reach "
+                                "(dvc remote add -d NAME URL) or --shared-cache")
         return {key: str(value) for key, value in config["remote"][name].items()}
 
 
@@ -95,7 +96,7 @@ def cache_dir() -> str:
         return str(Path(repo.cache.local_cache_dir).resolve())
 
 
-def publish(inputs: list[str], shared_cache: bool, remote: str | None, git_remote: str | None) -> RepoState:
+def publish(inputs: list[str], shared_cache: bool, git_remote: str | None) -> RepoState:
     """Put HEAD under a temporary ref (in ``git_remote`` when given, else here, for workers that reach
     this directory) and describe the workspace for the workers."""
     run_id = uuid.uuid4().hex[:12]
@@ -109,7 +110,7 @@ def publish(inputs: list[str], shared_cache: bool, remote: str | None, git_remot
     files = {name: Path(name).read_text() if Path(name).is_file() else None for name in SHIPPED_FILES}
     return RepoState(run_id, git_url, ref, commit, files, inputs,
                      cache_dir=cache_dir() if shared_cache else None,
-                     remote={} if shared_cache else remote_section(remote))
+                     remote={} if shared_cache else default_remote())
 
 
 def withdraw(state: RepoState, git_remote: str | None) -> None:

@@ -34,7 +34,7 @@ def train_fold(stage: str, state: RepoState, threads: int | dict[str, int], work
     """Run ``stage`` (e.g. ``train@0``) on this worker with $FOLDWISE_THREADS ``threads`` (or, from a
     dict, this worker's host's entry; a host that joined later: its cores), in the clone
     ``<workdir or the worker's local directory>/foldwise/<stage>``.
-    Returns ``{"name", "worker", "code", "seconds", "tail"}``; ``code`` 0 is success."""
+    Returns ``{"name", "worker", "code", "clone", "seconds", "tail"}``; ``code`` 0 is success."""
     steps = [["checkout" if state.cache_dir else "pull", *state.inputs], ["repro", "-s", stage]]
     if not state.cache_dir:
         steps.append(["push", "--run-cache", stage])
@@ -44,11 +44,17 @@ def train_fold(stage: str, state: RepoState, threads: int | dict[str, int], work
 def run_experiment(name: str, overrides: list[str], state: RepoState, threads: int | dict[str, int],
                    workdir: str | None = None) -> dict:
     """``dvc exp run -n name -S override ...`` in a clone (unchanged stages restored from the
-    run-cache), then ``dvc exp push`` of it to the driver's git repository (or remote) and DVC cache."""
+    run-cache), then ``dvc exp push`` of it to the driver's git repository (or remote) and DVC cache.
+    Returns run_in_clone's dict with, on success, ``"metrics"``: the experiment's metrics, nested."""
     sets = [arg for override in overrides for arg in ("-S", override)]
     steps = [["exp", "run", "-n", name, *sets, *([] if state.cache_dir else ["--pull"])],
              ["exp", "push", *(["--no-cache"] if state.cache_dir else ["--run-cache"]), state.git_url, name]]
-    return run_in_clone(name, steps, state, threads, workdir)
+    result = run_in_clone(name, steps, state, threads, workdir)
+    if result["code"] == 0:
+        import dvc.api
+
+        result["metrics"] = dvc.api.metrics_show(repo=result["clone"])  # e.g. {"cv": {"auc": 0.71, ...}}
+    return result
 
 
 def run_in_clone(name: str, steps: list[list[str]], state: RepoState, threads: int | dict[str, int],
@@ -77,7 +83,7 @@ def run_in_clone(name: str, steps: list[list[str]], state: RepoState, threads: i
     last_lines = log_tail(log)
     if code in (128 + signal.SIGKILL, 128 + signal.SIGTERM) or KILLED_STAGE.search(last_lines):
         raise FoldInterrupted(f"{name} on {worker.address}: killed by a signal\n{last_lines}")
-    return {"name": name, "worker": worker.address, "code": code,
+    return {"name": name, "worker": worker.address, "code": code, "clone": str(clone),
             "seconds": round(time.monotonic() - start, 1), "tail": last_lines}
 
 
