@@ -210,7 +210,9 @@ def start_driver(repo: Path, gate: Path, *args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for(paths: Callable[[], list[Path]], proc: subprocess.Popen, count: int = 1, timeout_s: float = 180) -> list[Path]:
+def wait_for(paths: Callable[[], list[Path]], proc: subprocess.Popen, count: int = 1,
+             timeout_s: float = 180) -> list[Path]:
+    """``paths()`` once it lists ``count`` paths, while ``proc`` still runs."""
     deadline = time.monotonic() + timeout_s
     while len(found := paths()) < count:
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
@@ -270,6 +272,19 @@ def test_an_interrupted_driver_leaves_no_fold_process_behind(gated):
     _, err = driver.communicate(timeout=120)
     assert driver.returncode == 130, err[-2000:]
     assert not [p for p in started if alive(fold_pid(p))]
+
+
+@pytest.mark.parametrize("module", ["foldwise.repro", "foldwise.sweep"])
+def test_a_bad_local_cluster_size_is_refused_in_one_line(gated, module):
+    repo, _ = gated
+    required = ["-S", "x=1"] if module == "foldwise.sweep" else []
+    result = subprocess.run([PY, "-m", module, "--cluster", "local:zero", *required], cwd=repo, capture_output=True,
+                            text=True, env={**pipeline_env(), "PYTHONPATH": str(SRC)})
+    assert result.returncode == 1
+    name = module.split(".")[1]
+    assert result.stderr.strip() == (f"foldwise {name}: error: --cluster local:zero: expected local:N with N >= 1 "
+                                     "worker processes")
+    assert not (repo / "prep.txt").exists()
 
 
 def test_uncommitted_code_of_a_stage_is_refused_in_one_line(gated):

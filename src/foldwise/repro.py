@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from .cluster.driver import FoldFailed
+from .cluster.driver import FoldFailed, local_workers
 from .cluster.state import refuse_uncommitted, stage_sources
 from .core.errors import FoldwiseError
 from .launch.graph import dvc_argv, make_plan, sort_lock_entries, stale
@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads is not None and args.threads < 1:
         raise FoldwiseError(f"--threads must be >= 1, got {args.threads}")
 
+    if args.cluster:
+        local_workers(args.cluster)
     start = time.monotonic()
     plan = make_plan(args.targets, args.group)
     if args.cluster:

@@ -17,7 +17,7 @@ import time
 import uuid
 from pathlib import Path
 
-from .cluster.driver import FoldFailed, connect, run_tasks
+from .cluster.driver import FoldFailed, connect, local_workers, run_tasks
 from .cluster.state import publish, refuse_uncommitted, stage_sources, withdraw
 from .cluster.worker import run_experiment
 from .core.errors import FoldwiseError
@@ -146,6 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     search.add_argument("--study", help="study name, to resume one (default: the name prefix)")
     search.add_argument("--seed", type=int, default=None, help="TPE sampler seed")
     args = parser.parse_args(argv)
+    local_workers(args.cluster)
     prefix = args.name or f"sweep-{uuid.uuid4().hex[:6]}"
     if args.search == "grid":
         combos = grid(args.sets)

@@ -1,5 +1,6 @@
-"""The driver's side of ``foldwise.repro --cluster``: connect to (or start) a Dask cluster, give each
-stale fold to a worker as one task, at most N at a time, and stop everything when one fails.
+"""The driver's side of ``foldwise.repro --cluster`` and ``foldwise.sweep``: connect to (or start) a
+Dask cluster, give each stale fold (or experiment) to a worker as one task, at most N at a time, and
+stop everything when one fails.
 
 Each worker host's cores are shared by the worker threads on it: a fold gets ``cores // threads on
 the host`` as $FOLDWISE_THREADS (or ``--threads``). Workers started with ``--resources GPU=1`` (or
@@ -27,17 +28,26 @@ class FoldFailed(FoldwiseError):
         super().__init__(f"{stage} failed on worker {worker} ({reason}); the other tasks were stopped")
 
 
+def local_workers(address: str) -> int | None:
+    """N for ``local:N``, None for a scheduler address; a bad ``local:`` count is an error."""
+    if not address.startswith(LOCAL_PREFIX):
+        return None
+    count = address[len(LOCAL_PREFIX):]
+    if not count.isdigit() or int(count) < 1:
+        raise FoldwiseError(f"--cluster {address}: expected local:N with N >= 1 worker processes")
+    return int(count)
+
+
 @contextlib.contextmanager
 def connect(address: str) -> Iterator:
     """A Client of the scheduler at ``address``, or of a LocalCluster of N worker processes (one
-    thread each) for ``local:N``, closed (with its worker processes) on leaving."""
+    thread each; CPU: for a GPU each, start dask-cuda's ``dask cuda worker``) for ``local:N``,
+    closed (with its worker processes) on leaving."""
     from distributed import Client, LocalCluster
 
-    if address.startswith(LOCAL_PREFIX):
-        count = address[len(LOCAL_PREFIX):]
-        if not count.isdigit() or int(count) < 1:
-            raise FoldwiseError(f"--cluster {address}: expected local:N with N >= 1 worker processes")
-        with LocalCluster(n_workers=int(count), threads_per_worker=1, processes=True,
+    count = local_workers(address)
+    if count is not None:
+        with LocalCluster(n_workers=count, threads_per_worker=1, processes=True,
                           dashboard_address=None) as cluster, Client(cluster) as client:
             yield client
         return
@@ -46,7 +56,11 @@ def connect(address: str) -> Iterator:
     except OSError as exc:
         raise FoldwiseError(f"--cluster {address}: no Dask scheduler reached ({exc})") from None
     with client:
-        client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
+        try:
+            client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
+        except TimeoutError:
+            raise FoldwiseError(f"--cluster {address}: no worker joined the scheduler in "
+                                f"{CONNECT_TIMEOUT_S} s") from None
         yield client
 
 
