@@ -155,6 +155,10 @@ import os, sys, time
 from pathlib import Path
 item, gate = sys.argv[1], Path(os.environ["GATE"])
 (gate / f"started_{item}_{os.getpid()}").touch()
+checkpoint = Path(f"data/checkpoints/fold_{item}")  # as a real fold's --checkpoint: what a retry resumes
+checkpoint.mkdir(parents=True, exist_ok=True)
+(gate / f"resumable_{item}_{len(list(checkpoint.iterdir()))}").touch()
+(checkpoint / f"try_{os.getpid()}").touch()
 while (gate / f"hold_{item}").exists():
     time.sleep(0.05)
 if (gate / f"fail_{item}").exists():
@@ -228,7 +232,7 @@ def fold_pid(started: Path) -> int:
 def test_a_worker_killed_mid_fold_is_replaced_and_the_run_completes(gated):
     repo, gate = gated
     (gate / "hold_0").touch()
-    driver = start_driver(repo, gate)
+    driver = start_driver(repo, gate, "--checkpoints", str(gate.parent / "checkpoints"))
     first = wait_for(lambda: list(gate.glob("started_0_*")), driver)[0]
     guard = psutil.Process(fold_pid(first)).parent().parent()  # train.py <- dvc repro <- guard
     assert "guard.py" in " ".join(guard.cmdline())
@@ -239,6 +243,7 @@ def test_a_worker_killed_mid_fold_is_replaced_and_the_run_completes(gated):
     out, err = driver.communicate(timeout=300)
     assert driver.returncode == 0, out[-2000:] + err[-2000:]
     assert len(list(gate.glob("started_0_*"))) == 2  # tried again, on another worker process
+    assert (gate / "resumable_0_1").exists()  # the second try found the first one's checkpoint
     assert_folds_restored_not_trained(out)
     share = max(1, len(os.sched_getaffinity(0)) // 2)  # this host's cores over its 2 worker processes
     assert (repo / "report.txt").read_text() == f"{share}\n{share}\n"

@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> None:
                                                      "cores over the worker threads on it)")
     cluster.add_argument("--retries", type=int, default=2,
                          help="tries again of a fold whose process was killed (default: 2)")
+    cluster.add_argument("--checkpoints", metavar="DIR",
+                         help="storage every worker sees, linked as data/checkpoints in their clones: a fold "
+                              "tried again after its worker died resumes from its last epoch")
     args = parser.parse_args(argv)
     if not Path("dvc.yaml").is_file():
         raise FoldwiseError("no dvc.yaml here: run from the repository root")
@@ -110,7 +113,7 @@ def train_on_cluster(args, todo: list[str], total: int, inputs: list[str]) -> No
 
     if not args.shared_cache:
         run_foreground(dvc_argv("push", *inputs))
-    state = publish(inputs, args.shared_cache, args.git_remote)
+    state = publish(inputs, args.shared_cache, args.git_remote, args.checkpoints)
     try:
         with connect(args.cluster) as client:
             print(f"foldwise repro: {len(todo)} of {total} {args.group} stages to run on {args.cluster}",

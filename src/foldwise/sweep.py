@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> None:
                                              "experiments to (default: this directory)")
     parser.add_argument("--threads", type=int, help="FOLDWISE_THREADS per experiment")
     parser.add_argument("--retries", type=int, default=2, help="tries again of an experiment killed by a signal")
+    parser.add_argument("--checkpoints", metavar="DIR", help="as for python -m foldwise.repro")
     search = parser.add_argument_group("a search instead of the grid")
     search.add_argument("--search", choices=["grid", "optuna"], default="grid",
                         help="optuna: an Optuna TPE study suggests each trial from the -S choices, "
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     refuse_uncommitted(sources)
     if not args.shared_cache:  # what the experiments' unchanged stages restore
         run_foreground(dvc_argv("push", "--run-cache"))
-    state = publish([], args.shared_cache, args.git_remote)
+    state = publish([], args.shared_cache, args.git_remote, args.checkpoints)
     try:
         with connect(args.cluster) as client:
             def run(tasks, total, on_result=None):

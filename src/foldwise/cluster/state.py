@@ -24,6 +24,7 @@ class RepoState:
     inputs: list[str]             # the fold stages' dependencies made by upstream stages (pulled, not run)
     cache_dir: str | None = None  # a cache directory shared by every worker, or
     remote: dict[str, str] = field(default_factory=dict)  # the DVC remote's config section (url, ...)
+    checkpoints: str | None = None  # shared storage for data/checkpoints: a retried task resumes there
 
 
 def git(*args: str, cwd: Path | str = ".") -> str:
@@ -96,7 +97,8 @@ def cache_dir() -> str:
         return str(Path(repo.cache.local_cache_dir).resolve())
 
 
-def publish(inputs: list[str], shared_cache: bool, git_remote: str | None) -> RepoState:
+def publish(inputs: list[str], shared_cache: bool, git_remote: str | None,
+            checkpoints: str | None = None) -> RepoState:
     """Put HEAD under a temporary ref (in ``git_remote`` when given, else here, for workers that reach
     this directory) and describe the workspace for the workers."""
     run_id = uuid.uuid4().hex[:12]
@@ -110,7 +112,8 @@ def publish(inputs: list[str], shared_cache: bool, git_remote: str | None) -> Re
     files = {name: Path(name).read_text() if Path(name).is_file() else None for name in SHIPPED_FILES}
     return RepoState(run_id, git_url, ref, commit, files, inputs,
                      cache_dir=cache_dir() if shared_cache else None,
-                     remote={} if shared_cache else default_remote())
+                     remote={} if shared_cache else default_remote(),
+                     checkpoints=str(Path(checkpoints).resolve()) if checkpoints else None)
 
 
 def withdraw(state: RepoState, git_remote: str | None) -> None:

@@ -19,6 +19,7 @@ from .state import RepoState
 
 LOG_NAME = "foldwise-cluster.log"  # in the clone's .dvc/tmp/
 REMOTE_NAME = "foldwise"
+CHECKPOINTS = "data/checkpoints"  # train's --checkpoint parent, as in dvc.yaml
 # dvc's last words when the stage command was killed (the OOM killer, a kill -9): worth another try
 KILLED_STAGE = re.compile(r"exited with -(9|15)\b")
 
@@ -71,6 +72,14 @@ def run_in_clone(name: str, steps: list[list[str]], state: RepoState, threads: i
     clone = base / re.sub(r"[^A-Za-z0-9_.-]", "-", name)
     start = time.monotonic()
     _checkout(clone, state, cache=state.cache_dir or str(base / "cache"))
+    if state.checkpoints:  # the stage's --checkpoint data/checkpoints/... lands on shared storage
+        shared = Path(state.checkpoints) / clone.name
+        shared.mkdir(parents=True, exist_ok=True)
+        link = clone / CHECKPOINTS
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink():
+            link.unlink()
+        link.symlink_to(shared, target_is_directory=True)
     log = clone / ".dvc" / "tmp" / LOG_NAME
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(f"{name} on {worker.address}, {threads} thread(s), commit {state.commit[:12]}\n")
