@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         refuse_uncommitted(sources)
     if plan.upstream:
         run_foreground(dvc_argv("repro", *plan.upstream))
+        sort_lock_entries(plan.upstream)  # independent ones (download, pretrained) finish in any order
     todo = stale(plan.group)
     if todo and args.cluster:
         train_on_cluster(args, todo, len(plan.group), inputs)
