@@ -8,6 +8,8 @@ train@k, oof, infer, submit) both ways: ``dvc repro`` (each fold on every core, 
 and ``python -m foldwise.repro -j N`` (N folds at once, cores // N threads each). Before each timed
 run ``lr`` is nudged, so DVC's run cache cannot restore the folds and both runs do the same work.
 Prints both wall times, their ratio and whether ``dvc status`` is clean after the parallel run.
+``--cluster local:2`` times ``python -m foldwise.repro --cluster local:2 --shared-cache`` instead, and
+prints how long its driver took restoring the folds from the run-cache.
 """
 from __future__ import annotations
 
@@ -34,6 +36,9 @@ def sh(cmd: list[str], cwd: Path) -> float:
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    for line in result.stdout.splitlines():
+        if "restored from the run-cache" in line:  # the cluster driver's own restore time
+            print(f"    {line}")
     return time.perf_counter() - start
 
 
@@ -56,6 +61,8 @@ def main() -> None:
     parser.add_argument("--n-train", type=int, default=600)
     parser.add_argument("--img-size", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--cluster", metavar="ADDRESS",
+                        help="time python -m foldwise.repro --cluster ADDRESS --shared-cache (e.g. local:2) instead of -j")
     args = parser.parse_args()
     py = sys.executable
     with tempfile.TemporaryDirectory() as tmp:
@@ -79,8 +86,10 @@ def main() -> None:
         lr = 1e-3
         seq, par = [], []
         for r in range(args.rounds):
+            launcher = (["--cluster", args.cluster, "--shared-cache"] if args.cluster else ["-j", str(args.jobs)])
             for name, cmd, times in ((f"dvc repro", [py, "-m", "dvc", "repro"], seq),
-                                     (f"foldwise.repro -j {args.jobs}", [py, "-m", "foldwise.repro", "-j", str(args.jobs)], par)):
+                                     (f"foldwise.repro {' '.join(launcher[:2])}",
+                                      [py, "-m", "foldwise.repro", *launcher], par)):
                 lr *= 1.01
                 set_params(repo, lr=lr)
                 times.append(sh(cmd, repo))

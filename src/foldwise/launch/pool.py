@@ -75,7 +75,7 @@ def run_jobs(jobs: list[Job], slots: list[dict[str, str]], log_dir: Path, retry:
                     continue
                 del running[slot]
                 free.insert(0, slot)
-                tail = _tail(run.log)
+                tail = log_tail(run.log)
                 if code == 0:
                     echo(f"{run.job.name}: done in {time.monotonic() - run.started:.0f} s")
                 elif any(m in tail for m in LOCK_MESSAGES) and run.attempt < retry.attempts:
@@ -129,7 +129,7 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
         pass
 
 
-def _tail(log: Path, lines: int = TAIL_LINES) -> str:
+def log_tail(log: Path, lines: int = TAIL_LINES) -> str:
     try:
         text = log.read_text(errors="replace")
     except OSError:

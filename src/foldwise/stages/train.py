@@ -2,8 +2,9 @@
 
 params: task, seed, model, img_size, epochs, batch_size, lr, weight_decay, train, augment
 deps:   data/prepared/, data/folds.csv, data/pretrained/ (the weights to start from, or "none")
-outs:   data/models/fold_<k>/ (model.pt, val_preds.csv, history.csv)
-metrics/plots: metrics/train/fold_<k>/ (dvclive: train/loss, val/loss, val/<metric>, lr per epoch)
+outs:   data/models/fold_<k>/ (model.pt, val_preds.csv, history.csv),
+        metrics/train/fold_<k>/ (dvclive: train/loss, val/loss, val/<metric>, lr per epoch; cached, not
+        a metric or plot: oof reports every fold)
 A last-epoch checkpoint in --checkpoint lets a killed run resume; it is removed when the fold ends.
 With train.nproc > 1 the stage relaunches itself under torchrun (DDP, one fold over N processes);
 started under torchrun already (RANK, WORLD_SIZE set: several machines), it joins that launch.
