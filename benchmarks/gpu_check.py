@@ -257,7 +257,7 @@ def throughput_row(tmp: Path, model: str, size: int, batch: int) -> dict:
     if CUDA:
         torch.cuda.reset_peak_memory_stats()
     loop_rate = trainer.batches_per_epoch * batch / timed(lambda: trainer.train_epoch(1), 1)
-    return {"model": model, "size": size, "batch": batch, "amp": str(trainer.amp_dtype).replace("torch.", ""),
+    return {"model": model, "size": size, "batch": batch, "amp": str(trainer.amp_dtype or "fp32").replace("torch.", ""),
             "raw": raw_rate, "loop": loop_rate, "raw_peak": raw_peak, "loop_peak": peak_gib(),
             "workers": trainer.train_loader.num_workers}
 
