@@ -90,7 +90,7 @@ def test_train_threads_param_reads(value, expected):
 @pytest.mark.parametrize("value, message", [
     ("many", "'train.threads' must be auto or an integer, got 'many'"),
     (0, "'train.threads' must be >= 1, got 0"),
-    ("2", "'train.threads' must be an integer, got '2'"),  # YAML 1.2 (DVC's -S) writes numbers unquoted
+    ("2", "'train.threads' must be auto or an integer, got '2'"),  # YAML 1.2 (DVC's -S) writes numbers unquoted
 ])
 def test_bad_train_threads_names_the_key(value, message):
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
