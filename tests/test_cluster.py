@@ -254,9 +254,12 @@ def test_a_worker_killed_mid_fold_is_replaced_and_the_run_completes(gated):
 def test_a_failing_fold_stops_the_run_and_is_named_with_its_log(gated):
     repo, gate = gated
     (gate / "hold_0").touch()
+    (gate / "hold_1").touch()
     (gate / "fail_1").touch()
     driver = start_driver(repo, gate)
-    held = wait_for(lambda: list(gate.glob("started_0_*")), driver)[0]
+    wait_for(lambda: list(gate.glob("started_*")), driver, count=2)  # both folds running, then fold 1 fails
+    held = next(gate.glob("started_0_*"))
+    (gate / "hold_1").unlink()
     out, err = driver.communicate(timeout=300)
     assert driver.returncode == 1
     assert re.search(r"error: train@1 failed on worker tcp://127\.0\.0\.1:\d+ \(exit code 255\); "
