@@ -228,14 +228,22 @@ def fold_pid(started: Path) -> int:
     return int(started.name.rsplit("_", 1)[1])
 
 
+def fold_guard(pid: int) -> psutil.Process:
+    """The guard process above a fold's stage command: train.py <- [sh -c, unless the shell execs]
+    <- dvc repro <- guard."""
+    parents = psutil.Process(pid).parents()
+    guards = [p for p in parents if "guard.py" in " ".join(p.cmdline())]
+    assert guards, [" ".join(p.cmdline()) for p in parents]
+    return guards[0]
+
+
 @pytest.mark.slow
 def test_a_worker_killed_mid_fold_is_replaced_and_the_run_completes(gated):
     repo, gate = gated
     (gate / "hold_0").touch()
     driver = start_driver(repo, gate, "--checkpoints", str(gate.parent / "checkpoints"))
     first = wait_for(lambda: list(gate.glob("started_0_*")), driver)[0]
-    guard = psutil.Process(fold_pid(first)).parent().parent()  # train.py <- dvc repro <- guard
-    assert "guard.py" in " ".join(guard.cmdline())
+    guard = fold_guard(fold_pid(first))
     worker = guard.parent()
     worker.kill()
     assert not alive(fold_pid(first))  # the fold's process went down with its worker
