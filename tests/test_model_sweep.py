@@ -1,6 +1,6 @@
 """timm families through foldwise's model builder at 64 and 224 px: each either trains one
 optimizer step on a batch of 2 or is refused by the params check in one line naming model and
-img_size. The 14 models issue 12 saw fail at 64 px run by default; the whole sweep (38 families,
+img_size. The 14 models that once failed at 64 px run by default; the whole sweep (38 families,
 both sizes) is ``pytest -m slow``."""
 from __future__ import annotations
 

@@ -127,12 +127,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="as for dvc exp run: 'key=v1,v2' sweeps a value, given again for a grid")
     parser.add_argument("-n", "--name", help="experiment name prefix (default: sweep-<random>); trials <name>-<i>")
     parser.add_argument("-j", "--jobs", type=int, help="experiments at once (default: the cluster's slots)")
-    parser.add_argument("--shared-cache", action="store_true", help="as for python -m foldwise.repro")
+    parser.add_argument("--shared-cache", action="store_true", help="as for foldwise repro")
     parser.add_argument("--git-remote", help="a git remote the workers fetch this commit from and push their "
                                              "experiments to (default: this directory)")
     parser.add_argument("--threads", type=int, help="FOLDWISE_THREADS per experiment")
     parser.add_argument("--retries", type=int, default=2, help="tries again of an experiment killed by a signal")
-    parser.add_argument("--checkpoints", metavar="DIR", help="as for python -m foldwise.repro")
+    parser.add_argument("--checkpoints", metavar="DIR", help="as for foldwise repro")
     search = parser.add_argument_group("a search instead of the grid")
     search.add_argument("--search", choices=["grid", "optuna"], default="grid",
                         help="optuna: an Optuna TPE study suggests each trial from the -S choices, "
