@@ -3,6 +3,7 @@ real entry points (``python -m foldwise`` is what the ``foldwise`` console scrip
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -43,11 +44,14 @@ def test_the_commands_are_the_documented_four():
 
 @pytest.mark.parametrize("name", list(OPTIONS))
 def test_each_command_help_exits_0_and_names_its_options(name):
-    result = foldwise(name, "--help")
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "foldwise", name, "--help"], cwd=ROOT,
+                            capture_output=True, text=True, env=ENV, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"usage: foldwise {name} ")
     missing = [option for option in OPTIONS[name] if option not in result.stdout]
     assert not missing, result.stdout
+    # help is instant: torch (seconds to import) is loaded only by the work itself
+    assert not re.search(r"\|\s+torch$", result.stderr, re.M)
 
 
 @pytest.mark.parametrize("module, name", [("foldwise.repro", "repro"), ("foldwise.sweep", "sweep"),

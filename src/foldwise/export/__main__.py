@@ -9,7 +9,6 @@ import argparse
 from pathlib import Path
 
 from ..core.errors import run_stage
-from .bundle import build, folder_bytes
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,6 +23,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prepared", type=Path, default=Path("data/prepared"),
                         help="the run's prepared data, whose labels.json says how to decode (data/prepared)")
     args = parser.parse_args(argv)
+    from .bundle import build, folder_bytes  # torch and the tasks: not needed for --help
+
     out = build(args.out, args.models, args.params, args.dataset_id, args.title, args.prepared)
     print(f"export: {out} ({folder_bytes(out) / 2**20:.1f} MiB); upload with `kaggle datasets create -p {out}`, "
           f"then in a notebook: python predict.py --data /kaggle/input/<competition> --out submission.csv")

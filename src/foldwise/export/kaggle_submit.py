@@ -15,9 +15,7 @@ import io
 from pathlib import Path
 
 from ..core.errors import FoldwiseError, run_stage
-from ..core.params import load_params
 from ..sources import first_line, has_kaggle_credentials
-from ..tasks import get_task
 
 
 def kaggle_submit(path: Path, message: str, competition: str) -> None:
@@ -47,6 +45,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="the submission CSV, e.g. data/submission.csv or data/blend/submission.csv")
     parser.add_argument("-m", "--message", required=True, help="the submission's description on Kaggle")
     args = parser.parse_args(argv)
+    from ..core.params import load_params  # the task registry loads torch: not needed for --help
+    from ..tasks import get_task
+
     competition = get_task(load_params(check_names=False).task).competition
     kaggle_submit(args.file, args.message, competition)
     print(f"kaggle-submit: {args.file} sent to {competition}; see `kaggle competitions submissions -c {competition}`")
