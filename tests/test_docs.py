@@ -317,3 +317,10 @@ def test_queued_sweep_commands_on_a_tiny_project(tiny_project):
     aucs = sorted(round(e["data"]["metrics"]["metrics.json"]["data"]["cv"]["auc"], 6)
                   for rev in shown for e in (rev.get("experiments") or []) for e in e["revs"])
     assert aucs == [0.0009, 0.003, 0.015]  # lr 3e-4 x 3 epochs; on_only (same lr x epochs); 3e-3 x 5
+
+
+def test_readme_links_point_at_files_that_exist():
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", (ROOT / "README.md").read_text())
+    local = [link for link in links if not re.match(r"[a-z]+://", link)]
+    assert len(local) >= 20  # the documentation index
+    assert not [link for link in local if not (ROOT / link).exists()]
