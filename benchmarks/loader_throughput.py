@@ -1,10 +1,10 @@
-"""Train loader samples/s per process, for each task at its seed write-up's resolution.
+"""Train loader samples/s per process, for each task at the resolution its reference write-up trained at.
 
     python benchmarks/loader_throughput.py [--samples 256] [--rounds 3] [--batch-size 32]
 
 For each task layout (SETI one channel and one channel per frame, HMS 4 chains as channels or one
-stacked plane, PetFinder RGB) the image shape comes from the task's own preprocessing at the seed's
-size: SETI 224 px (seed 000: swin 224), HMS 512 px (seed 002: CFG.img_size), PetFinder 384 px.
+stacked plane, PetFinder RGB) the image shape comes from the task's own preprocessing at its write-up's
+size: SETI 224 px (the SETI Swin write-up), HMS 512 px (the HMS ResNet34d write-up), PetFinder 384 px.
 Shards of that shape are filled with noise (the loader's cost does not depend on the values) and read
 by foldwise's ShardDataset with the task's default augmentations (``augment.train: auto``) through a
 DataLoader with no worker processes, on one thread (torch and OpenCV): the figure is samples per

@@ -1,14 +1,14 @@
-"""Wall time of the folds trained by ``python -m foldwise.repro -j N`` vs a sequential ``dvc repro``.
+"""Wall time of the folds trained by ``foldwise repro -j N`` vs a sequential ``dvc repro``.
 
     python benchmarks/parallel_folds.py [--jobs 2] [--folds 2] [--epochs 1] [--n-train 600] [--img-size 64] [--rounds 1]
 
 Copies the project into a temporary git + DVC repo (synthetic SETI, the sizes above, otherwise
 params.yaml), runs download, preprocess and split once, then times the rest of the graph (every
 train@k, oof, infer, submit) both ways: ``dvc repro`` (each fold on every core, one after another)
-and ``python -m foldwise.repro -j N`` (N folds at once, cores // N threads each). Before each timed
+and ``foldwise repro -j N`` (N folds at once, cores // N threads each). Before each timed
 run ``lr`` is nudged, so DVC's run cache cannot restore the folds and both runs do the same work.
 Prints both wall times, their ratio and whether ``dvc status`` is clean after the parallel run.
-``--cluster local:2`` times ``python -m foldwise.repro --cluster local:2 --shared-cache`` instead, and
+``--cluster local:2`` times ``foldwise repro --cluster local:2 --shared-cache`` instead, and
 prints how long its driver took restoring the folds from the run-cache.
 """
 from __future__ import annotations
@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--img-size", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--cluster", metavar="ADDRESS",
-                        help="time python -m foldwise.repro --cluster ADDRESS --shared-cache (e.g. local:2) instead of -j")
+                        help="time foldwise repro --cluster ADDRESS --shared-cache (e.g. local:2) instead of -j")
     args = parser.parse_args()
     py = sys.executable
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,6 +1,6 @@
-"""Seconds per epoch of each README recipe row (the write-ups as `dvc exp run` one-liners).
+"""Seconds per epoch of each recipe row (docs/how-to/recipes.md: the write-ups as `dvc exp run` one-liners).
 
-    python benchmarks/recipe_epoch.py [--batches 2] [--rows 000,002]
+    python benchmarks/recipe_epoch.py [--batches 2] [--rows SETI,HMS]
 
 For each row: its exact params (applied to params.yaml by DVC's own `-S` code) on a small
 synthetic dataset of that task, generated and preprocessed at the row's img_size by the real
@@ -84,13 +84,13 @@ def time_row(overrides: list[str], batches: int, workdir: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batches", type=int, default=2, help="full training batches timed per row")
-    parser.add_argument("--rows", default="", help="comma-separated write-up numbers, e.g. 000,002 (default: all)")
+    parser.add_argument("--rows", default="", help="comma-separated words of the write-up names, e.g. SETI,HMS (default: all)")
     args = parser.parse_args()
     wanted = set(filter(None, args.rows.split(",")))
     print(f"torch threads {torch.get_num_threads()}, cpu count {os.cpu_count()}, load {os.getloadavg()[0]:.1f}")
     # the default run (params.yaml as it is) first: on a shared machine only ratios to it travel
     for name, overrides in [("default params.yaml", ["task=seti"]), *recipe_rows()]:
-        if wanted and name[:3] not in wanted and not name.startswith("default"):
+        if wanted and not set(name.lower().split()) & {w.lower() for w in wanted} and not name.startswith("default"):
             continue
         with tempfile.TemporaryDirectory() as tmp:
             r = time_row(overrides, args.batches, Path(tmp))

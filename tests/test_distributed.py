@@ -394,7 +394,7 @@ def test_train_stage_as_two_torchrun_nodes_on_localhost(tiny_repo):
 
 @pytest.mark.slow
 def test_dvc_repro_with_two_processes_per_fold_matches_oof(tiny_repo):
-    """Done-when of issue 13: `train.nproc: 2` on CPU, both folds under DDP in `dvc repro`; each fold's
+    """`train.nproc: 2` on CPU, both folds under DDP in `dvc repro`; each fold's
     best validation score equals the oof stage's score of the saved model (no TTA) to 1e-6."""
     repo = tiny_repo({"epochs": 2, "train": {"nproc": 2}, "infer": {"tta": ["none"]}})
     result = run(["dvc", "repro"], repo, timeout=900)

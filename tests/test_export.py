@@ -18,7 +18,7 @@ from foldwise.engine.inference import MODEL_FILE, save_fold_model
 from foldwise.engine.models import create_model
 from foldwise.export import bundle
 from foldwise.export.__main__ import main as export_main
-from foldwise.export.submit import submit as kaggle_submit
+from foldwise.export.kaggle_submit import kaggle_submit
 from foldwise.stages import infer, preprocess, submit
 from foldwise.tasks import get_task
 

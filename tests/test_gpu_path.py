@@ -258,7 +258,7 @@ def test_predict_folds_averages_each_model_with_the_training_loader_settings(sha
 
 
 # ---- the prepared GPU check -----------------------------------------------------------------------
-# Not on the GPU machine's bare image (see README, "On a GPU machine"): importing any of them fails there.
+# Not on the GPU machine's bare image (see docs/how-to/ddp.md, "On a GPU machine"): importing any of them fails there.
 NOT_ON_THE_GPU_IMAGE = ("dvc", "dvclive", "albumentations", "pydantic", "pytorch_grad_cam", "ruamel")
 
 

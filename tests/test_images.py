@@ -284,7 +284,7 @@ def test_dvc_repro_synthetic_default_with_extra_metrics(tiny_repo):
 @pytest.mark.slow
 def test_dvc_repro_real_layout_folder_through_local(tiny_repo, tmp_path):
     """Another folder layout: labels.csv / holdout.csv / pics/, column ``file``, binary yes/no with the
-    classes read from the CSV, roc_auc (README's second command)."""
+    classes read from the CSV, roc_auc (the images page's second command)."""
     folder = tmp_path / "download" / "mydata"
     TASK.generate(folder, 200, 30, seed=9, strength=1.0)
     (folder / "images").rename(folder / "pics")

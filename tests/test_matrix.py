@@ -2,7 +2,7 @@
 
 Each row on tiny synthetic data: `dvc repro` (every stage, eda and explain included), a second
 experiment (`dvc exp run -S lr=...`), a blend of the two (`dvc exp run -S 'blend.runs=[...]'`, which
-reruns ``blend`` alone), and `python -m foldwise.export` whose predict.py, run isolated outside the
+reruns ``blend`` alone), and `foldwise export` whose predict.py, run isolated outside the
 repo, reproduces data/submission.csv (numbers to 1e-5, labels exactly).
 
 Sizes are the smallest each task's generator and 2-fold split take: HMS needs every vote class in

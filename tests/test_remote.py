@@ -1,4 +1,4 @@
-"""The README's team flow through an S3 remote: push, exp push, a teammate's clone + pull + exp pull.
+"""The remotes how-to's team flow (docs/how-to/remotes.md) through an S3 remote: push, exp push, a teammate's clone + pull + exp pull.
 
 The remote is moto's S3 server (``python -m moto.server``, a test-only dependency) started by the
 test on 127.0.0.1 with dummy credentials; no other traffic leaves the machine.
@@ -82,7 +82,7 @@ def experiment_names(repo: Path) -> set[str]:
 
 
 def team_round_trip(repo: Path, origin: Path, clone: Path, remote_url: str, endpoint: str | None) -> dict:
-    """The README's team flow in ``repo`` (a committed project after `dvc repro`); returns figures.
+    """The remotes how-to's team flow in ``repo`` (a committed project after `dvc repro`); returns figures.
 
     Owner: add the remote, commit its config, `git push`, `dvc push`, run an experiment and
     `dvc exp push origin NAME`. Teammate: `git clone`, `dvc pull`, `dvc exp pull origin NAME`.

@@ -272,7 +272,7 @@ def test_parallel_repro_matches_a_sequential_run_with_the_same_threads(tiny_repo
     assert {"data/models/fold_0/model.pt", "data/models/fold_1/model.pt", "data/submission.csv"} <= set(parallel)
 
     # The same folds trained again one after another by plain dvc, with the thread count each
-    # parallel fold had (a fold's float results depend on it; see README, "Scaling out").
+    # parallel fold had (a fold's float results depend on it; see docs/how-to/parallel-folds.md).
     env = {**pipeline_env(), THREADS_ENV: str(max(1, len(os.sched_getaffinity(0)) // 2))}
     for cmd in (["repro", "-f", "train@0", "train@1", "-s"], ["repro"]):
         result = subprocess.run([PY, "-m", "dvc", *cmd], cwd=repo, env=env, capture_output=True, text=True)

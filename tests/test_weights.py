@@ -270,15 +270,15 @@ def test_packaged_photo_lands_in_its_imagenet_class(lite0_weights, photo):
     assert float(probs[sorted(classes)].sum()) > 0.2  # chance: 0.001 a class
 
 
-# ---- README "Your own checkpoint": fine-tuning from the packaged weights against scratch ------------
+# ---- docs "Your own checkpoint": fine-tuning from the packaged weights against scratch ------------
 SECTION = "## Your own checkpoint"
 # tiny data so the two runs take minutes on 2 CPU cores; the same folds and epochs for both
 TINY = {"folds": [0, 1], "n_splits": 2, "epochs": 2, "synthetic": {"n_train": 200, "n_test": 10}, "infer": {"tta": ["none"]}}
 
 
 def readme_commands() -> list[str]:
-    """The shell lines of the README section's code block."""
-    section = (ROOT / "README.md").read_text().split(SECTION, 1)[1].split("\n## ", 1)[0]
+    """The shell lines of the docs section's code block."""
+    section = (ROOT / "docs" / "how-to" / "pretrained.md").read_text().split(SECTION, 1)[1].split("\n## ", 1)[0]
     block = section.split("```bash\n", 1)[1].split("```", 1)[0]
     return [line.split("  #", 1)[0].strip() for line in block.splitlines() if line.strip()]
 
@@ -330,7 +330,7 @@ def run_stages(workdir: Path, overrides: list[str], shared: Path | None) -> dict
 
 @pytest.mark.slow
 def test_fine_tuning_the_packaged_weights_beats_scratch_on_the_same_folds(tmp_path, monkeypatch):
-    """README's two commands on tiny synthetic `images` data (3 shapes, 2 folds x 2 epochs): the
+    """The docs' two commands on tiny synthetic `images` data (3 shapes, 2 folds x 2 epochs): the
     ImageNet weights must beat the same model from random initialisation by a wide margin."""
     import shlex
     import subprocess

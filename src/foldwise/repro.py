@@ -1,4 +1,4 @@
-"""``python -m foldwise.repro -j N [target ...]``: ``dvc repro`` with the folds trained N at a time.
+"""``foldwise repro -j N [target ...]`` (or ``python -m foldwise.repro``): ``dvc repro`` with the folds trained N at a time.
 
 DVC runs stages one after another. This runs the same graph in three steps, each through DVC itself
 so that ``dvc.lock``, the run cache and ``dvc status`` stay exactly as after ``dvc repro``:
@@ -20,24 +20,23 @@ and its result back through DVC's run-cache: step 3 then restores every fold ins
 from __future__ import annotations
 
 import argparse
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-from .cluster.driver import FoldFailed, local_workers
+from .cli import run_cli
+from .cluster.driver import local_workers
 from .cluster.state import refuse_uncommitted, stage_sources
 from .core.errors import FoldwiseError
 from .launch.graph import dvc_argv, make_plan, sort_lock_entries, stale
-from .launch.pool import Job, JobFailed, run_jobs
+from .launch.pool import Job, run_jobs
 from .launch.slots import slot_envs, usable_cores, visible_gpus
 
 LOG_DIR = Path(".dvc/tmp/foldwise-repro")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m foldwise.repro", description=__doc__,
+    parser = argparse.ArgumentParser(prog="foldwise repro", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("targets", nargs="*", help="stages as for dvc repro (default: the whole dvc.yaml)")
     parser.add_argument("-j", "--jobs", type=int, default=None,
@@ -138,25 +137,8 @@ def run_foreground(argv: list[str]) -> None:
         raise FoldwiseError(f"{' '.join(argv[2:])} failed (exit code {code})")
 
 
-def _terminate(signum, frame):
-    raise KeyboardInterrupt
-
-
-def cli() -> None:
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
-        main()
-    except (JobFailed, FoldFailed) as exc:
-        name = exc.job.name if isinstance(exc, JobFailed) else f"{exc.stage} on {exc.worker}"
-        print(f"--- last lines of {name} ---\n{exc.tail}\n---", file=sys.stderr)
-        print(f"foldwise repro: error: {exc}", file=sys.stderr)
-        sys.exit(1)
-    except FoldwiseError as exc:
-        print(f"foldwise repro: error: {exc}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print("foldwise repro: interrupted; every stage process was stopped", file=sys.stderr)
-        sys.exit(130)
+def cli(argv: list[str] | None = None) -> None:
+    run_cli("repro", main, argv, stopped="stage")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""``python -m foldwise.sweep --cluster ADDRESS -S 'lr=1e-4,3e-4' -S 'model=resnet18,efficientnet_b0'``:
+"""``foldwise sweep --cluster ADDRESS -S 'lr=1e-4,3e-4' -S 'model=resnet18,efficientnet_b0'``:
 every combination as a named DVC experiment, each run on a Dask worker.
 
 The ``-S`` sweep syntax is ``dvc exp run``'s (DVC's own parser expands it). Each combination becomes
@@ -10,14 +10,12 @@ not change are restored from the run-cache), then ``dvc exp push`` to this repos
 from __future__ import annotations
 
 import argparse
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
-from .cluster.driver import FoldFailed, connect, local_workers, run_tasks
+from .cli import run_cli
+from .cluster.driver import connect, local_workers, run_tasks
 from .cluster.state import publish, refuse_uncommitted, stage_sources, withdraw
 from .cluster.worker import run_experiment
 from .core.errors import FoldwiseError
@@ -121,7 +119,7 @@ def optuna_search(args, prefix: str, run) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m foldwise.sweep", description=__doc__,
+    parser = argparse.ArgumentParser(prog="foldwise sweep", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cluster", metavar="ADDRESS", required=True,
                         help="a Dask scheduler (tcp://host:8786), or local:N worker processes started here")
@@ -129,12 +127,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="as for dvc exp run: 'key=v1,v2' sweeps a value, given again for a grid")
     parser.add_argument("-n", "--name", help="experiment name prefix (default: sweep-<random>); trials <name>-<i>")
     parser.add_argument("-j", "--jobs", type=int, help="experiments at once (default: the cluster's slots)")
-    parser.add_argument("--shared-cache", action="store_true", help="as for python -m foldwise.repro")
+    parser.add_argument("--shared-cache", action="store_true", help="as for foldwise repro")
     parser.add_argument("--git-remote", help="a git remote the workers fetch this commit from and push their "
                                              "experiments to (default: this directory)")
     parser.add_argument("--threads", type=int, help="FOLDWISE_THREADS per experiment")
     parser.add_argument("--retries", type=int, default=2, help="tries again of an experiment killed by a signal")
-    parser.add_argument("--checkpoints", metavar="DIR", help="as for python -m foldwise.repro")
+    parser.add_argument("--checkpoints", metavar="DIR", help="as for foldwise repro")
     search = parser.add_argument_group("a search instead of the grid")
     search.add_argument("--search", choices=["grid", "optuna"], default="grid",
                         help="optuna: an Optuna TPE study suggests each trial from the -S choices, "
@@ -187,20 +185,8 @@ def all_stages() -> list[str]:
         return [stage.addressing for stage in repo.index.stages]
 
 
-def cli() -> None:
-    signal.signal(signal.SIGTERM, lambda signum, frame: (_ for _ in ()).throw(KeyboardInterrupt()))
-    try:
-        main()
-    except FoldFailed as exc:
-        print(f"--- last lines of {exc.stage} on {exc.worker} ---\n{exc.tail}\n---", file=sys.stderr)
-        print(f"foldwise sweep: error: {exc}", file=sys.stderr)
-        sys.exit(1)
-    except (FoldwiseError, subprocess.CalledProcessError) as exc:
-        print(f"foldwise sweep: error: {exc}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print("foldwise sweep: interrupted; every experiment process was stopped", file=sys.stderr)
-        sys.exit(130)
+def cli(argv: list[str] | None = None) -> None:
+    run_cli("sweep", main, argv, stopped="experiment")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ CONNECT_TIMEOUT_S = 60
 class FoldFailed(FoldwiseError):
     def __init__(self, stage: str, worker: str, reason: str, tail: str):
         self.stage, self.worker, self.tail = stage, worker, tail
+        self.source = f"{stage} on {worker}"  # whose log ``tail`` is
         super().__init__(f"{stage} failed on worker {worker} ({reason}); the other tasks were stopped")
 
 

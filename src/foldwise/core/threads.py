@@ -5,7 +5,7 @@ import os
 
 from .errors import FoldwiseError
 
-# Set by `python -m foldwise.repro -j N` for each stage process it starts: that process's share of cores.
+# Set by `foldwise repro -j N` for each stage process it starts: that process's share of cores.
 THREADS_ENV = "FOLDWISE_THREADS"
 
 

@@ -46,6 +46,7 @@ class Retry:
 class JobFailed(FoldwiseError):
     def __init__(self, job: Job, code: int, log: Path, tail: str):
         self.job, self.code, self.log, self.tail = job, code, log, tail
+        self.source = job.name  # whose log ``tail`` is
         super().__init__(f"{job.name} failed (exit code {code}); the other jobs were stopped; full log: {log}")
 
 

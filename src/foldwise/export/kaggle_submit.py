@@ -1,4 +1,7 @@
-"""python -m foldwise.export.submit FILE -m MESSAGE: submit a CSV to the task's Kaggle competition.
+"""``foldwise kaggle-submit FILE -m MESSAGE``: upload a CSV to the task's Kaggle competition.
+
+Also ``python -m foldwise.export.kaggle_submit``. Not to be confused with the ``submit`` stage, which
+writes data/submission.csv; this only sends a finished file.
 
 The same as `kaggle competitions submit -c <competition> -f FILE -m MESSAGE` (the kaggle package),
 with the competition taken from params.yaml's task, and any failure (no credentials, no network,
@@ -12,12 +15,10 @@ import io
 from pathlib import Path
 
 from ..core.errors import FoldwiseError, run_stage
-from ..core.params import load_params
 from ..sources import first_line, has_kaggle_credentials
-from ..tasks import get_task
 
 
-def submit(path: Path, message: str, competition: str) -> None:
+def kaggle_submit(path: Path, message: str, competition: str) -> None:
     if not path.is_file():
         raise FoldwiseError(f"{path}: missing; run `dvc repro` (data/submission.csv) or the blend stage")
     if not has_kaggle_credentials():
@@ -38,16 +39,23 @@ def submit(path: Path, message: str, competition: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m foldwise.export.submit", description=__doc__,
+    parser = argparse.ArgumentParser(prog="foldwise kaggle-submit", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("file", type=Path,
                         help="the submission CSV, e.g. data/submission.csv or data/blend/submission.csv")
     parser.add_argument("-m", "--message", required=True, help="the submission's description on Kaggle")
     args = parser.parse_args(argv)
+    from ..core.params import load_params  # the task registry loads torch: not needed for --help
+    from ..tasks import get_task
+
     competition = get_task(load_params(check_names=False).task).competition
-    submit(args.file, args.message, competition)
-    print(f"submit: {args.file} sent to {competition}; see `kaggle competitions submissions -c {competition}`")
+    kaggle_submit(args.file, args.message, competition)
+    print(f"kaggle-submit: {args.file} sent to {competition}; see `kaggle competitions submissions -c {competition}`")
+
+
+def cli(argv: list[str] | None = None) -> None:
+    run_stage("kaggle-submit", lambda: main(argv))
 
 
 if __name__ == "__main__":
-    run_stage("export.submit", main)
+    cli()
