@@ -221,7 +221,7 @@ def test_images_are_float32_squares(dataset, layout, channels):
 def test_each_parquet_is_read_once(dataset, monkeypatch):
     calls = []
     real = hms.load_spectrogram
-    monkeypatch.setattr(hms, "load_spectrogram", lambda path: calls.append(path.name) or real(path))
+    monkeypatch.setattr(hms.layout, "load_spectrogram", lambda path: calls.append(path.name) or real(path))
     table, images = preprocess(dataset, "train", make_params())
     assert len(images) == len(table) > len(calls)
     assert len(calls) == len(set(calls)) == table["spectrogram_id"].nunique()
@@ -408,7 +408,7 @@ def test_loss_equals_torch_kldiv_batchmean():
     reference = torch.nn.KLDivLoss(reduction="batchmean")(torch.log_softmax(logits, dim=1), targets)
     assert loss.item() == pytest.approx(reference.item(), abs=1e-6)
     assert TASK.loss(p)(logits[:1], targets[:1]).item() == pytest.approx(np.log(6), abs=1e-6)
-    probs = TASK.predict(logits, p)
+    probs = TASK.logits_to_probs(logits, p)
     assert loss.item() == pytest.approx(TASK.metric(targets.numpy(), probs.numpy()), abs=1e-5)
     torch.testing.assert_close(probs.sum(dim=1), torch.ones(3))
     assert (probs >= 0).all() and probs.shape == (3, 6)
