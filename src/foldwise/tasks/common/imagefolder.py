@@ -13,10 +13,11 @@ from typing import Iterable, Iterator
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ...core import imagenet
 from ...core.errors import FoldwiseError
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+IMAGENET_MEAN = np.array(imagenet.IMAGENET_MEAN, dtype=np.float32)
+IMAGENET_STD = np.array(imagenet.IMAGENET_STD, dtype=np.float32)
 RESIZES = ("squash", "crop")  # squash: whole image to a square; crop: centre square, then resize
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 

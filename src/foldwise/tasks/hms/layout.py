@@ -13,7 +13,7 @@ import pandas as pd
 
 from ...core.errors import FoldwiseError
 from ..common.imaging import resize_area
-from ..common.tables import read_csv_checked
+from ..common.tables import check_choices, check_filled, check_numbers, check_unique, csv_row, read_csv_checked
 from .params import HmsParams
 
 CHAINS = ("LL", "RL", "LP", "RP")
@@ -45,50 +45,27 @@ SPEC_COLUMNS = [f"{chain}_{_freq_label(k)}" for chain in CHAINS for k in range(N
 
 
 # ---- reading --------------------------------------------------------------------------------------
-def _row_name(df: pd.DataFrame, i: int) -> str:
-    return f"label_id {df['label_id'].iloc[i]} (line {i + 2})"
-
-
 def read_train_table(root: Path, hp: HmsParams) -> pd.DataFrame:
     """Label rows -> id (label_id), six vote fractions, stratify (class index), group (patient_id),
     plus spectrogram_id and window_start used by iter_images; sorted by spectrogram and offset."""
     path = root / "train.csv"
-    df = read_csv_checked(path, TRAIN_COLUMNS)
-    for col in ("label_id", "spectrogram_id"):
-        missing = df[col].isna().to_numpy()
-        if missing.any():
-            raise FoldwiseError(f"{path}: line {np.flatnonzero(missing)[0] + 2}: {col} is missing")
-    if df["label_id"].duplicated().any():
-        raise FoldwiseError(f"{path}: duplicate label_id {df['label_id'][df['label_id'].duplicated()].iloc[0]}")
-    missing = df["patient_id"].isna().to_numpy()
-    if missing.any():
-        raise FoldwiseError(f"{path}: {_row_name(df, int(np.flatnonzero(missing)[0]))}: patient_id is missing")
-    votes = df[VOTE_COLUMNS].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(votes).all(axis=1) | (votes < 0).any(axis=1)
-    if bad.any():
-        raise FoldwiseError(f"{path}: {_row_name(df, int(np.flatnonzero(bad)[0]))}: votes must be numbers >= 0")
+    df = read_csv_checked(path, TRAIN_COLUMNS, dtype={"label_id": str})
+    check_filled(df, path, ["label_id", "spectrogram_id", "patient_id"], key="label_id")
+    check_unique(df, path, "label_id")
+    votes = np.column_stack([check_numbers(df, path, col, lo=0, key="label_id") for col in VOTE_COLUMNS])
     totals = votes.sum(axis=1)
-    zero = totals <= 0
-    if zero.any():
-        raise FoldwiseError(f"{path}: {_row_name(df, int(np.flatnonzero(zero)[0]))}: all six votes are zero")
-    offsets = pd.to_numeric(df["spectrogram_label_offset_seconds"], errors="coerce").to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(offsets) | (offsets < 0)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise FoldwiseError(f"{path}: {_row_name(df, i)}: spectrogram_label_offset_seconds must be a number >= 0, "
-                            f"got {df['spectrogram_label_offset_seconds'].iloc[i]!r}")
-    consensus = df["expert_consensus"].map({c: k for k, c in enumerate(CLASSES)})
-    bad = consensus.isna().to_numpy()
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise FoldwiseError(f"{path}: {_row_name(df, i)}: expert_consensus {df['expert_consensus'].iloc[i]!r} "
-                            f"is not one of {', '.join(CLASSES)}")
+    zero = np.flatnonzero(totals <= 0)
+    if len(zero):
+        raise FoldwiseError(f"{path}: all six votes are zero in row {csv_row(zero[0])} "
+                            f"(label_id {df['label_id'].iloc[zero[0]]!r})")
+    offsets = check_numbers(df, path, "spectrogram_label_offset_seconds", lo=0, key="label_id").to_numpy()
+    consensus = check_choices(df, path, "expert_consensus", {c: k for k, c in enumerate(CLASSES)}, key="label_id")
 
     table = pd.DataFrame({"id": df["label_id"].astype(str)})
     fractions = votes / totals[:, None]
     for j, col in enumerate(VOTE_COLUMNS):
         table[col] = fractions[:, j]
-    table["stratify"] = consensus.astype(int).to_numpy()
+    table["stratify"] = consensus.astype(int)
     table["group"] = df["patient_id"].astype(str).to_numpy()
     table["spectrogram_id"] = df["spectrogram_id"].astype(np.int64).to_numpy()
     table["window_start"] = (offsets // SECONDS_PER_ROW).astype(np.int64)
@@ -107,11 +84,8 @@ def read_test_table(root: Path) -> pd.DataFrame:
     sample = read_csv_checked(sample_path, ["eeg_id", *VOTE_COLUMNS], dtype={"eeg_id": str})
     path = root / "test.csv"
     test = read_csv_checked(path, TEST_COLUMNS, dtype={"eeg_id": str})
-    if test["spectrogram_id"].isna().any():
-        raise FoldwiseError(f"{path}: line {int(np.flatnonzero(test['spectrogram_id'].isna())[0]) + 2}: "
-                            "spectrogram_id is missing")
-    if test["eeg_id"].duplicated().any():
-        raise FoldwiseError(f"{path}: duplicate eeg_id {test['eeg_id'][test['eeg_id'].duplicated()].iloc[0]!r}")
+    check_filled(test, path, ["eeg_id", "spectrogram_id"], key="eeg_id")
+    check_unique(test, path, "eeg_id")
     spec_of = test.set_index("eeg_id")["spectrogram_id"]
     missing = ~sample["eeg_id"].isin(spec_of.index)
     if missing.any():
