@@ -1,7 +1,7 @@
 """The small interface every competition implements: layout, reading, targets, loss, metric, submission.
 
 Stages only talk to a ``Task``; nothing in ``foldwise.stages`` branches on the task name. A task
-module defines a subclass and a module-level ``TASK = MyTask()``.
+package (``tasks/<name>/``) defines a subclass and exports ``TASK = MyTask()``.
 
 Conventions shared by all tasks:
 - A *table* is a DataFrame with an ``id`` column (str) that keys one sample. The train table also
