@@ -22,7 +22,7 @@ from foldwise.core.errors import FoldwiseError
 from foldwise.engine import checkpoint, distributed, runtime, training
 from foldwise.engine.datasets import ShardDataset
 from foldwise.engine.distributed import Dist, ShardedBatchSampler, epoch_order, shard_rows
-from foldwise.engine.inference import predict
+from foldwise.engine.inference import predict_batches
 from foldwise.engine.loaders import seed_worker
 from foldwise.engine.training import balanced_weights, loader_options, make_eval_loader, make_train_loader
 from foldwise.prepared.shards import ShardReader, write_shards
@@ -305,7 +305,7 @@ def test_two_gloo_processes_log_once_and_score_what_rank_0_saves(tmp_path):
     model = tiny_create_model("", 1, 1)
     model.load_state_dict(r0["full"].best_state)
     model.to(memory_format=torch.channels_last)
-    preds = predict(model, make_eval_loader(val_ds, 64, 0), TASK, p, ["none"], torch.device("cpu"))
+    preds = predict_batches(model, make_eval_loader(val_ds, 64, 0), TASK, p, ["none"], torch.device("cpu"))
     np.testing.assert_allclose(preds, r0["full"].val_preds, atol=1e-6)
     assert TASK.metric(val_ds.targets, preds) == pytest.approx(r0["full"].best_score, abs=1e-6)
     assert r0["summary"]["best"]["auc"] == r0["full"].best_score

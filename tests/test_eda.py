@@ -11,7 +11,8 @@ import yaml
 from PIL import Image
 
 from foldwise.stages import eda, preprocess, split
-from foldwise.stages.eda import balance_rows, class_membership, grid_file, sample_grid, to_display
+from foldwise.prepared.display import to_display, to_display_bytes
+from foldwise.stages.eda import balance_rows, class_membership, grid_file, sample_grid
 from foldwise.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,13 +49,26 @@ def test_balance_shares_sum_per_fold():
 
 
 def test_display_and_grid_geometry():
-    grey = to_display(np.random.default_rng(0).normal(size=(8, 6, 4)).astype(np.float16))
+    grey = to_display_bytes(np.random.default_rng(0).normal(size=(8, 6, 4)).astype(np.float16), rgb=True)
     assert grey.shape == (8, 6, 3) and grey.dtype == np.uint8 and (grey[..., 0] == grey[..., 2]).all()
-    rgb = to_display(np.random.default_rng(1).normal(size=(8, 6, 3)))
+    rgb = to_display_bytes(np.random.default_rng(1).normal(size=(8, 6, 3)), rgb=True)
     assert rgb.min() == 0 and rgb.max() == 255
     grid = sample_grid([grey] * 5)  # 5 tiles -> 3 columns x 2 rows, 2 px gaps
     assert grid.size == (3 * 6 + 2 * 2, 2 * 8 + 2)
     assert grid_file(3, "a b/c?") == "03_a_b_c.png" and grid_file(0, "target=1") == "00_target=1.png"
+
+
+
+@pytest.mark.parametrize("rgb", [False, True])
+def test_display_is_not_washed_out_by_a_few_extreme_pixels(rgb):
+    """eda grids and explain overlays share one scaling: a lone bright pixel (an interference line, a
+    specular highlight) saturates instead of squeezing the rest of the image to black."""
+    ramp = np.tile(np.linspace(0, 1, 100, dtype=np.float32), (100, 1))
+    image = np.repeat(ramp[..., None], 3, axis=2)
+    image[0, 0] = 1e6
+    shown = to_display(image, rgb=rgb)
+    assert shown.shape == (100, 100, 3) and shown.dtype == np.float32
+    assert shown[50, 0].max() == 0.0 and shown[50, 50].min() > 0.45 and shown[0, 0].min() == 1.0
 
 
 def test_eda_stage_writes_plot_files(tmp_path, monkeypatch):

@@ -12,7 +12,8 @@ from foldwise.core.errors import FoldwiseError
 from foldwise.engine.models import FoldModel, create_model
 from foldwise.explain.maps import (TappedModel, attention_rollout, explained_output, feature_reshape, grad_cam,
                                    resolve_method)
-from foldwise.explain.render import compose, to_display
+from foldwise.explain.render import compose
+from foldwise.prepared.display import to_display
 from foldwise.stages.explain import describe, pick_rows
 from foldwise.tasks import get_task
 from foldwise.tasks.hms import kaggle_kl

@@ -19,8 +19,9 @@ from foldwise.engine.models import create_model
 from foldwise.export import bundle
 from foldwise.export.__main__ import main as export_main
 from foldwise.export.kaggle_submit import kaggle_submit
+from foldwise.export.vendor import vendored_files
 from foldwise.stages import infer, preprocess, submit
-from foldwise.tasks import get_task
+from foldwise.tasks import TASKS, get_task
 
 ROOT = Path(__file__).resolve().parents[1]
 # Everything predict.py must do without: this repo and the training-only libraries.
@@ -111,6 +112,28 @@ def test_predict_py_reproduces_the_submission_without_foldwise(tmp_path, monkeyp
 
     expected = assert_predict_py_matches(out, repo, tmp_path / "elsewhere")
     assert expected["target"].std() > 1e-4  # the models do tell the samples apart
+
+
+def test_vendored_modules_follow_the_imports_of_predict_py(tmp_path):
+    """What the export copies is read from predict.py's imports, transitively, so moving a module needs
+    no list edit: imports inside functions count, every task package comes (the registry imports them
+    by name), and modules predict.py never reaches stay out."""
+    files = set(bundle.vendored())
+    assert {f"tasks/{name}/task.py" for name in TASKS} <= files
+    assert "tasks/hms/losses.py" in files  # imported inside HmsTask.loss only
+    assert "core/imagenet.py" in files  # through tasks/common/imagefolder.py
+    assert {"engine/inference.py", "prepared/shards.py", "tasks/common/registry.py"} <= files
+    assert not any(f.startswith(("stages/", "export/", "explain/")) for f in files)
+    pkg = tmp_path / "pkg"
+    (pkg / "a").mkdir(parents=True)
+    (pkg / "a" / "__init__.py").write_text("")
+    (pkg / "a" / "b.py").write_text("def f():\n    from . import c\n")
+    (pkg / "a" / "c.py").write_text("from ..d import x\n")
+    (pkg / "d.py").write_text("import numpy\n")
+    (pkg / "unused.py").write_text("")
+    entry = tmp_path / "entry.py"
+    entry.write_text("from foldwise_kaggle.a.b import f\n")
+    assert vendored_files(pkg, entry) == ["a/__init__.py", "a/b.py", "a/c.py", "d.py"]
 
 
 def test_the_blocker_really_blocks(tmp_path):

@@ -19,7 +19,7 @@ from conftest import deep_update
 from foldwise.core.errors import FoldwiseError
 from foldwise.engine import runtime
 from foldwise.engine.datasets import ShardDataset
-from foldwise.engine.inference import MODEL_FILE, predict, predict_folds, save_fold_model
+from foldwise.engine.inference import MODEL_FILE, predict_batches, predict_folds, save_fold_model
 from foldwise.engine.loaders import make_eval_loader
 from foldwise.engine.training import check_mixing, make_train_loader
 from foldwise.tasks import get_task
@@ -250,7 +250,7 @@ def test_predict_folds_averages_each_model_with_the_training_loader_settings(sha
         model = tiny_create_model("", 1, 1)
         model.load_state_dict(torch.load(d / MODEL_FILE, weights_only=False)["state_dict"])
         model.to(memory_format=torch.channels_last)
-        single.append(predict(model, make_eval_loader(dataset, 8, 0), task, p, ["none", "hflip"], torch.device("cpu")))
+        single.append(predict_batches(model, make_eval_loader(dataset, 8, 0), task, p, ["none", "hflip"], torch.device("cpu")))
     assert mean.shape == (24, 1) and mean.dtype == np.float64
     np.testing.assert_allclose(mean, (single[0] + single[1]) / 2, atol=1e-7)
     with pytest.raises(FoldwiseError, match="no fold models"):

@@ -94,7 +94,7 @@ def test_columns_per_kind(kind, targets, classes, probs):
     use(kind=kind, targets=targets, classes=classes)
     assert TASK.prob_columns == probs and TASK.pred_columns == targets and TASK.num_logits(None) == len(probs)
     logits = torch.randn(5, len(probs))
-    out = TASK.predict(logits, params())
+    out = TASK.logits_to_probs(logits, params())
     assert out.shape == (5, len(probs))
     loss_targets = torch.tensor([[0.0], [1.0], [1.0], [0.0], [1.0]]).repeat(1, len(targets))
     loss = TASK.loss(params())(logits, loss_targets)

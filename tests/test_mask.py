@@ -20,9 +20,8 @@ from foldwise.core.params import parse_params
 from foldwise.sources import find_root
 from foldwise.stages.split import assign_folds
 from foldwise.tasks import TASKS, get_task
-from foldwise.tasks.mask import (
-    CLASS_COLUMNS, PHOTOS, TASK, MaskLoss, age_group, class_code, multi_head_probs, split_code,
-)
+from foldwise.tasks.mask import CLASS_COLUMNS, PHOTOS, TASK, age_group, class_code, split_code
+from foldwise.tasks.mask.losses import MaskLoss, multi_head_probs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -232,7 +231,7 @@ def test_multi_head_decodes_to_18_class_product():
     expected = pm.argmax(1) * 6 + pg.argmax(1) * 3 + pa.argmax(1)
     assert torch.equal(probs.argmax(1), expected)
     assert TASK.num_logits(params(head="multi")) == 8 and TASK.num_logits(params()) == 18
-    assert torch.equal(TASK.predict(logits, params(head="multi")), probs)
+    assert torch.equal(TASK.logits_to_probs(logits, params(head="multi")), probs)
 
 
 def test_multi_head_loss_sums_three_cross_entropies():

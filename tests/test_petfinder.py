@@ -281,7 +281,7 @@ def test_loss_and_predict_bce():
     assert torch.allclose(TASK.loss(p)(logits, targets), expected)
     # hand-computed first element: -(0.5 log 0.5 + 0.5 log 0.5) = log 2
     assert torch.isclose(TASK.loss(p)(logits[:1], targets[:1]), torch.tensor(math.log(2)))
-    pred = TASK.predict(torch.tensor([[0.0], [2.0], [-10.0], [10.0]]), p)
+    pred = TASK.logits_to_probs(torch.tensor([[0.0], [2.0], [-10.0], [10.0]]), p)
     assert torch.allclose(pred, torch.tensor([[50.0], [100 / (1 + math.exp(-2))], [1.0], [100.0 / (1 + math.exp(-10))]]))
 
 
@@ -290,7 +290,7 @@ def test_loss_and_predict_mse():
     logits = torch.tensor([[0.5], [0.2]])
     targets = torch.tensor([[50.0], [40.0]])
     assert torch.isclose(TASK.loss(p)(logits, targets), torch.tensor((0.0**2 + 0.2**2) / 2))
-    pred = TASK.predict(torch.tensor([[0.5], [0.2], [-0.3], [1.7]]), p)
+    pred = TASK.logits_to_probs(torch.tensor([[0.5], [0.2], [-0.3], [1.7]]), p)
     assert torch.allclose(pred, torch.tensor([[50.0], [20.0], [1.0], [100.0]]))
 
 

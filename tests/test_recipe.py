@@ -20,7 +20,7 @@ from conftest import deep_update
 from foldwise.core.params import Params, parse_params
 from foldwise.engine import mixing, training
 from foldwise.engine.datasets import ShardDataset
-from foldwise.engine.inference import flip, predict
+from foldwise.engine.inference import flip, predict_batches
 from foldwise.engine.mixing import cutmix, mix_batch, mixup
 from foldwise.engine.models import FoldModel
 from foldwise.engine.runtime import autocast_dtype
@@ -539,8 +539,8 @@ def test_tta_leaves_a_flip_invariant_model_unchanged(channels_last):
     p = make_params({"train": {"channels_last": channels_last}})
     _, loader = _tta_loader()
     model = PooledLinear(2)
-    plain = predict(model, loader, TASK, p, ["none"], torch.device("cpu"))
-    tta = predict(model, loader, TASK, p, ALL_FLIPS, torch.device("cpu"))
+    plain = predict_batches(model, loader, TASK, p, ["none"], torch.device("cpu"))
+    tta = predict_batches(model, loader, TASK, p, ALL_FLIPS, torch.device("cpu"))
     assert plain.shape == (10, 1) and plain.dtype == np.float64
     np.testing.assert_allclose(tta, plain, rtol=0, atol=1e-6)
 
@@ -559,7 +559,7 @@ def test_tta_is_the_mean_of_per_view_probabilities(flips):
         logits = {k: model(torch.from_numpy(v.copy()).permute(0, 3, 1, 2)).numpy() for k, v in views.items()}
     probs = {k: 1 / (1 + np.exp(-v.astype(np.float64))) for k, v in logits.items()}
     expected = np.mean([probs[f] for f in flips], axis=0)
-    got = predict(model, loader, TASK, p, flips, torch.device("cpu"))
+    got = predict_batches(model, loader, TASK, p, flips, torch.device("cpu"))
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
     if len(flips) > 1:
         assert np.abs(probs[flips[0]] - probs[flips[1]]).max() > 0.05, "views must differ for the test to bite"

@@ -160,7 +160,7 @@ def test_every_registered_task_and_variant_has_a_case():
 def test_predict_is_prob_columns_wide_and_decode_pred_columns_wide(ws):
     task, p = ws.task, ws.params
     logits = torch.randn(7, task.num_logits(p), generator=torch.Generator().manual_seed(0))
-    probs = task.predict(logits, p)
+    probs = task.logits_to_probs(logits, p)
     assert probs.shape == (7, len(task.prob_columns)) == (7, task.num_outputs)
     assert torch.isfinite(probs).all()
     decoded = np.asarray(task.decode(probs.numpy().astype(np.float64)))

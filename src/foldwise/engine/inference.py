@@ -31,9 +31,9 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 
 
 @torch.inference_mode()
-def predict(model: torch.nn.Module, loader: DataLoader, task, params, flips: list[str],
+def predict_batches(model: torch.nn.Module, loader: DataLoader, task, params, flips: list[str],
             device: torch.device, amp_dtype: torch.dtype | None = None) -> np.ndarray:
-    """``task.predict`` values (N, len(task.prob_columns)), e.g. probabilities, mean over ``flips``.
+    """``task.logits_to_probs`` values (N, len(task.prob_columns)), e.g. probabilities, mean over ``flips``.
     Batches are copied without blocking (from pinned memory on CUDA) and the results stay on the
     device until the end, so the host does not wait for the device once per batch."""
     model.eval()
@@ -45,7 +45,7 @@ def predict(model: torch.nn.Module, loader: DataLoader, task, params, flips: lis
         for name in flips:
             with autocast(device, amp_dtype):
                 logits = model(flip(images, name), meta)
-            total = total + task.predict(logits.float(), params)
+            total = total + task.logits_to_probs(logits.float(), params)
         out.append(total / len(flips))
     return torch.cat(out).cpu().numpy().astype(np.float64)
 
@@ -66,7 +66,7 @@ def predict_folds(model_dirs: Sequence[Path], dataset: Dataset, task, params, de
     total = 0.0
     for model_dir in model_dirs:
         model = load_fold_model(model_dir, device, params.train.channels_last)
-        total = total + predict(model, loader, task, params, params.infer.tta, device, amp_dtype)
+        total = total + predict_batches(model, loader, task, params, params.infer.tta, device, amp_dtype)
         del model  # free its device memory before the next fold's model is loaded
     return total / len(model_dirs)
 

@@ -27,12 +27,11 @@ import numpy as np
 
 from ..core.atomic import atomic_dir
 from ..core.errors import FoldwiseError
+from ..core.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from .weights_match import SKIPPED_SUFFIX, Matched, layout_note, match, read_checkpoint, reference
 
 WEIGHTS_FILE = "weights.safetensors"
 SOURCE_FILE = "source.json"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def hub_offline() -> bool:

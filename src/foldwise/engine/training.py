@@ -185,7 +185,7 @@ class Trainer:
             with autocast(self.device, self.amp_dtype):
                 logits = self.forward(images, meta).float()
             losses.append(self.loss_fn(logits, batch["target"].to(self.device)).item() * len(images))
-            preds.append(self.task.predict(logits, self.p).cpu().numpy())
+            preds.append(self.task.logits_to_probs(logits, self.p).cpu().numpy())
         loss_sum, preds = sum(losses), np.concatenate(preds).astype(np.float64)
         if self.ctx.enabled:
             (loss_sum,) = distributed.sum_over_ranks(loss_sum)

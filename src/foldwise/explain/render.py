@@ -1,8 +1,7 @@
 """Annotated overlays: the input beside its saliency map, with a title band, as one PNG.
 
-Images come as the prepared float32 (H, W, C); ``rgb`` images (C == 3, e.g. PetFinder photos) are
-shown in colour, anything else (SETI's cadence, HMS's 4 spectrogram channels) as the channel mean in
-grey. Each panel is min-max scaled on its own and enlarged (nearest) to at least ``min_side`` pixels.
+Inputs come as ``prepared.display.to_display`` shows a prepared image (float32 (H, W, 3) in [0, 1], as
+the eda grids show it); each panel is enlarged (nearest) to at least ``min_side`` pixels.
 """
 from __future__ import annotations
 
@@ -14,14 +13,6 @@ from PIL import Image, ImageDraw, ImageFont
 from ..core.atomic import atomic_file
 
 BAND_LINE = 16  # pixels of title band per line of text
-
-
-def to_display(image: np.ndarray, rgb: bool) -> np.ndarray:
-    """(H, W, C) float -> (H, W, 3) float32 in [0, 1]."""
-    image = np.asarray(image, dtype=np.float32)
-    shown = image if rgb and image.shape[2] == 3 else np.repeat(image.mean(axis=2, keepdims=True), 3, axis=2)
-    lo, hi = float(shown.min()), float(shown.max())
-    return (shown - lo) / (hi - lo) if hi > lo else np.zeros_like(shown)
 
 
 def overlay(display: np.ndarray, heat: np.ndarray) -> np.ndarray:

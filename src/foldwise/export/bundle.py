@@ -7,7 +7,8 @@ Layout of OUT::
     labels.json                  what its train labels mean (data/prepared/labels.json, e.g. classes)
     models/fold_<k>/model.pt     each fold model (state dict + config), as the train stage saved it
     foldwise_kaggle/...          foldwise's own modules for reading, preprocessing, models and TTA,
-                                 copied file by file (imports are relative, so they run unchanged)
+                                 copied file by file (imports are relative, so they run unchanged):
+                                 those predict.py imports, found by reading the imports (export/vendor.py)
     predict.py                   --data ROOT --out FILE: the run's data/submission.csv from the test set
 
 The vendored modules import only numpy, pandas, torch, timm and PIL (and timm's own
@@ -28,23 +29,18 @@ from ..core.errors import FoldwiseError
 from ..core.params import load_params, read_params_file
 from ..engine.inference import MODEL_FILE
 from ..prepared import bind_labels, read_labels
-from ..tasks import get_task
+from ..tasks import TASKS, get_task
+from .vendor import vendored_files
 
 PACKAGE = Path(foldwise.__file__).resolve().parent
 VENDOR = "foldwise_kaggle"
-# What predict.py imports, and what those import: the params loader, the tasks (reading and
-# preprocessing the test layout, predict, submission), the model factory, TTA, the loaders and the shards.
-VENDORED = [
-    "core/__init__.py", "core/errors.py", "core/params.py", "core/threads.py",
-    "tasks/__init__.py", "tasks/common/__init__.py", "tasks/common/base.py", "tasks/common/registry.py",
-    "tasks/common/tables.py", "tasks/common/synthetic.py", "tasks/common/imaging.py",
-    "tasks/common/imagefolder.py", "tasks/common/scorers.py",
-    "tasks/seti.py", "tasks/hms.py", "tasks/petfinder.py", "tasks/mask.py", "tasks/images.py",
-    "engine/__init__.py", "engine/datasets.py", "engine/inference.py", "engine/loaders.py", "engine/models.py",
-    "engine/pretrained.py", "engine/runtime.py",
-    "prepared/__init__.py", "prepared/shards.py",
-]
 PREDICT = Path(__file__).with_name("predict.py")
+
+
+def vendored() -> list[str]:
+    """The files (relative to the package) predict.py imports, and what those import in turn, plus every
+    task package: the registry imports those by name, which no import statement shows."""
+    return vendored_files(PACKAGE, PREDICT, [f"tasks.{module}" for module in TASKS.values()])
 
 
 def default_id(task: str, model: str) -> str:
@@ -88,7 +84,7 @@ def build(out: Path, models: Path, params_file: Path, dataset_id: str | None, ti
         for k, path in zip(p.folds, model_paths):
             (tmp / "models" / f"fold_{k}").mkdir(parents=True)
             shutil.copy2(path, tmp / "models" / f"fold_{k}" / MODEL_FILE)
-        for rel in VENDORED:
+        for rel in vendored():
             (tmp / VENDOR / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(PACKAGE / rel, tmp / VENDOR / rel)
         (tmp / VENDOR / "__init__.py").write_text(

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from dvclive import Live
 
 from ..core.atomic import atomic_dir, write_csv
 from ..core.errors import FoldwiseError, run_stage
+from ..core.live import open_live
 from ..core.params import load_params
 from ..ensemble.runs import read_run_csv, read_run_text
 from ..ensemble.weights import blend, fit_weights, held_out_blend, rank_transform
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     task = get_task(p.task)
     runs = list(p.blend.runs)
     if not runs:
-        with atomic_dir(args.out), Live(dir=str(args.live), dvcyaml=False, save_dvc_exp=False, report=None):
+        with atomic_dir(args.out), open_live(args.live):
             pass
         print("blend: blend.runs is empty; nothing to blend")
         return
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
         write_csv(submission, tmp / "submission.csv")
         write_csv(blended_oof, tmp / "oof.csv")
     name = task.metric_name
-    with Live(dir=str(args.live), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+    with open_live(args.live) as live:
         live.log_metric(f"cv/{name}", cv, plot=False)
         live.log_metric(f"cv_honest/{name}", cv_honest, plot=False)
         for run, score, w in zip(runs, members_cv, weights):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +21,10 @@ from PIL import Image
 
 from ..core.atomic import atomic_dir
 from ..core.errors import FoldwiseError, run_stage
+from ..core.names import safe_file_name
 from ..core.params import load_params
 from ..prepared import bind_labels, load_split, read_folds
+from ..prepared.display import to_display_bytes
 from ..tasks import get_task
 
 TILE_GAP = 2  # pixels between the images of a sample grid
@@ -83,16 +84,6 @@ def size_rows(task, raw: Path, params, max_images: int, seed: int) -> list[dict]
     return rows
 
 
-def to_display(image: np.ndarray) -> np.ndarray:
-    """A prepared (H, W, C) float image -> uint8 (H, W, 3) for viewing: 3 channels kept as RGB,
-    any other count averaged to grey; each image stretched between its 1st and 99th percentile."""
-    image = np.asarray(image, dtype=np.float32)
-    plane = image if image.shape[-1] == 3 else image.mean(axis=-1, keepdims=True)
-    lo, hi = np.percentile(plane, [1, 99])
-    scaled = np.clip((plane - lo) / (hi - lo if hi > lo else 1.0), 0, 1)
-    return np.broadcast_to((scaled * 255).astype(np.uint8), (*plane.shape[:2], 3))
-
-
 def sample_grid(images: list[np.ndarray]) -> Image.Image:
     """Tile uint8 (H, W, 3) images of one size into a near-square grid on a white background."""
     h, w = images[0].shape[:2]
@@ -107,7 +98,7 @@ def sample_grid(images: list[np.ndarray]) -> Image.Image:
 
 def grid_file(i: int, name: str) -> str:
     """``NN_<class>.png`` with the class name reduced to safe file-name characters."""
-    return f"{i:02d}_{re.sub(r'[^A-Za-z0-9._=-]+', '_', name).strip('_') or 'class'}.png"
+    return f"{i:02d}_{safe_file_name(name) or 'class'}.png"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -138,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
             if len(rows) == 0:
                 continue
             pick = np.sort(rng.choice(rows, min(p.eda.grid, len(rows)), replace=False))
-            sample_grid([to_display(reader[int(r)]) for r in pick]).save(tmp / "samples" / grid_file(i, str(name)))
+            sample_grid([to_display_bytes(reader[int(r)], rgb=True) for r in pick]).save(tmp / "samples" / grid_file(i, str(name)))
     counts = members.sum().astype(int)
     print(f"eda: {len(index)} training rows in {len(np.unique(fold))} folds; classes "
           + ", ".join(f"{n} {c}" for n, c in counts.items())

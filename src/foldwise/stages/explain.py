@@ -12,7 +12,6 @@ outs:   metrics/explain/{worst,confident}/<rank>_<id>.png (image plots of dvc.ya
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +20,14 @@ import torch
 
 from ..core.atomic import atomic_dir
 from ..core.errors import FoldwiseError, run_stage
+from ..core.names import safe_file_name
 from ..core.params import load_params
 from ..engine.inference import load_fold_model
 from ..engine.runtime import select_device
 from ..explain.maps import explained_output, resolve_method, saliency
-from ..explain.render import compose, save_png, to_display
+from ..explain.render import compose, save_png
 from ..prepared import bind_labels, load_split, meta_matrix
+from ..prepared.display import to_display
 from ..tasks import get_task
 
 METHOD_TITLES = {"gradcam": "Grad-CAM", "rollout": "attention rollout"}
@@ -79,10 +80,6 @@ def describe(task, row: pd.Series) -> str:
     return f"{truth}  {task.row_error_name} {row['error']:.3g}"
 
 
-def safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:64]
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--prepared", type=Path, required=True)
@@ -120,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
                     what += f" of {'-' if sign < 0 else ''}{names[output] if names else f'output {output}'} (logit)"
                 lines = [f"{kind} #{rank}  id {row['id']}  fold {fold}", describe(task, row), what]
                 save_png(compose(to_display(image_np, task.rgb_images), heat, lines),
-                         out / kind / f"{rank:02d}_{safe_name(str(row['id']))}.png")
+                         out / kind / f"{rank:02d}_{safe_file_name(str(row['id'])) or 'row'}.png")
     print(f"explain: {counts.get('worst', 0)} worst and {counts.get('confident', 0)} most confident OOF rows "
           f"drawn to {args.out} ({task.row_error_name} per row)")
 

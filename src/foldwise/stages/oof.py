@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from dvclive import Live
 
 from ..core.atomic import write_csv
 from ..core.errors import FoldwiseError, run_stage
+from ..core.live import open_live
 from ..core.params import load_params
 from ..engine.datasets import ShardDataset
 from ..engine.inference import predict_folds
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         oof[col] = decoded[:, j]
     write_csv(oof, args.out)
 
-    with Live(dir=str(args.live), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+    with open_live(args.live) as live:
         live.log_metric(f"cv/{task.metric_name}", cv, plot=False)
         live.log_metric("cv/n_folds", len(p.folds), plot=False)
         for k, score in fold_scores.items():

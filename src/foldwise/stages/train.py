@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from dvclive import Live
 
 from ..core.atomic import atomic_dir, write_csv
 from ..core.errors import FoldwiseError, run_stage
+from ..core.live import open_live
 from ..core.params import load_params
 from ..engine import checkpoint, distributed
 from ..engine.datasets import ShardDataset
@@ -90,7 +90,7 @@ def _train_fold(args, p, task, ctx: distributed.Dist, device) -> None:
         + ([args.pretrained / SOURCE_FILE] if args.pretrained else [])
     )
     args.checkpoint.mkdir(parents=True, exist_ok=True)
-    live_context = (Live(dir=str(args.live), dvcyaml=False, save_dvc_exp=False, report=None) if ctx.is_main
+    live_context = (open_live(args.live) if ctx.is_main
                     else contextlib.nullcontext())  # other ranks must not even create the dvclive folder
     with live_context as live:
         result = trainer.fit(live, args.checkpoint, fingerprint)

@@ -1,7 +1,7 @@
 """The small interface every competition implements: layout, reading, targets, loss, metric, submission.
 
 Stages only talk to a ``Task``; nothing in ``foldwise.stages`` branches on the task name. A task
-module defines a subclass and a module-level ``TASK = MyTask()``.
+package (``tasks/<name>/``) defines a subclass and exports ``TASK = MyTask()``.
 
 Conventions shared by all tasks:
 - A *table* is a DataFrame with an ``id`` column (str) that keys one sample. The train table also
@@ -9,7 +9,7 @@ Conventions shared by all tasks:
   column (int class or bin used by the fold splitter and the balanced sampler) and, where the
   competition needs a grouped split, a ``group`` column (e.g. patient id).
 - An *image* is a float32 array of shape (H, W, C) with H == W == img_size.
-- ``predict`` maps model logits (N, num_logits) to *probabilities* (N, len(prob_columns)): the
+- ``logits_to_probs`` maps model logits (N, num_logits) to *probabilities* (N, len(prob_columns)): the
   values that are averaged over TTA views and fold models (and blended across experiments).
   ``metric`` and ``oof_plot`` take targets and those averaged values.
 - ``decode`` maps averaged values to the submission's values (N, len(pred_columns)); ``pred_columns``
@@ -20,7 +20,7 @@ Conventions shared by all tasks:
   then ``oof.csv`` carries both the probabilities and the decoded columns, ``test_preds.csv`` the
   probabilities, and ``submission`` decodes.
 - ``num_logits(params)`` is the width of the model's head (default ``len(prob_columns)``); a task
-  with several heads (mask's 3 + 2 + 3) returns their total and combines them in ``loss``/``predict``.
+  with several heads (mask's 3 + 2 + 3) returns their total and combines them in ``loss``/``logits_to_probs``.
 - ``target_labels`` shows targets as ``oof.csv``'s ``true_<col>`` columns (e.g. class names) and
   ``targets_from_labels`` reads those back (blend, explain).
 - Where params leave the labels open (``images.classes: []``), ``fit_labels`` learns them from the raw
@@ -32,13 +32,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ...core.errors import FoldwiseError
+
+if TYPE_CHECKING:  # torch loads only where a tensor is made (a task's loss and logits_to_probs), not with the task
+    import torch
 
 
 @dataclass(frozen=True)
@@ -129,23 +131,23 @@ class Task:
     # ---- learning -------------------------------------------------------------------------------
     @property
     def prob_columns(self) -> list[str]:
-        """The columns of ``predict``'s output, averaged over TTA and folds (default: pred_columns)."""
+        """The columns of ``logits_to_probs``'s output, averaged over TTA and folds (default: pred_columns)."""
         return self.pred_columns
 
     @property
     def num_outputs(self) -> int:
-        """Width of ``predict``'s output: len(prob_columns)."""
+        """Width of ``logits_to_probs``'s output: len(prob_columns)."""
         return len(self.prob_columns)
 
     def num_logits(self, params: Any) -> int:
-        """Width of the model's head, i.e. of the logits fed to ``loss`` and ``predict``."""
+        """Width of the model's head, i.e. of the logits fed to ``loss`` and ``logits_to_probs``."""
         return self.num_outputs
 
     def loss(self, params: Any) -> torch.nn.Module:
         """A module mapping (logits (N, num_logits), targets (N, len(target_columns))) to a scalar."""
         raise NotImplementedError
 
-    def predict(self, logits: torch.Tensor, params: Any) -> torch.Tensor:
+    def logits_to_probs(self, logits: torch.Tensor, params: Any) -> torch.Tensor:
         """Logits (N, num_logits) -> values to average (N, len(prob_columns)), e.g. probabilities."""
         raise NotImplementedError
 
@@ -163,7 +165,7 @@ class Task:
             raise FoldwiseError(f"task {self.name}: targets must be numbers, got {bad!r}") from None
 
     def decode(self, probs: np.ndarray) -> np.ndarray:
-        """Averaged ``predict`` values (N, len(prob_columns)) -> submission values (N, len(pred_columns)).
+        """Averaged ``logits_to_probs`` values (N, len(prob_columns)) -> submission values (N, len(pred_columns)).
 
         The identity by default; a class submission returns e.g. the argmax as int64 (N, 1)."""
         return probs

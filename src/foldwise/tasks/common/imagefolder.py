@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ...core import imagenet
 from ...core.errors import FoldwiseError
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+IMAGENET_MEAN = np.array(imagenet.IMAGENET_MEAN, dtype=np.float32)
+IMAGENET_STD = np.array(imagenet.IMAGENET_STD, dtype=np.float32)
 RESIZES = ("squash", "crop")  # squash: whole image to a square; crop: centre square, then resize
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -81,6 +82,13 @@ def normalise(img: Image.Image) -> np.ndarray:
     """RGB PIL image -> float32 (H, W, 3), ImageNet mean/std normalised."""
     arr = np.asarray(img, dtype=np.float32) / 255.0
     return ((arr - IMAGENET_MEAN) / IMAGENET_STD).astype(np.float32)
+
+
+def raw_image_sizes(paths: Iterable[Path]) -> Iterator[tuple[int, int, int]]:
+    """(height, width, bands) of each image file, read from its header (pixels are not decoded)."""
+    for path in paths:
+        with Image.open(path) as img:
+            yield img.height, img.width, len(img.getbands())
 
 
 def is_hidden(path: Path) -> bool:

@@ -1,11 +1,11 @@
-"""Competition registry: ``task: <name>`` in params.yaml picks one of the modules in foldwise.tasks."""
+"""Competition registry: ``task: <name>`` in params.yaml picks one of the packages in foldwise.tasks."""
 from __future__ import annotations
 
 import importlib
 
 from .base import Task
 
-# name -> module under foldwise.tasks; each module defines ``TASK``, an instance of a Task subclass.
+# name -> package under foldwise.tasks; each exports ``TASK``, an instance of a Task subclass.
 TASKS = {
     "seti": "seti",
     "hms": "hms",

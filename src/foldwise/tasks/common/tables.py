@@ -34,8 +34,13 @@ def csv_row(i: int) -> int:
 
 def fail_at(path: Path, df: pd.DataFrame, i: int, column: str, problem: str, key: str | None = None):
     """Raise ``<path>: <column> <problem>, got <value> in row <n> (<key> <key value>)``."""
-    where = f"row {csv_row(i)}" + (f" ({key} {df[key].iloc[i]!r})" if key and key != column else "")
-    raise FoldwiseError(f"{path}: {column} {problem}, got {df[column].iloc[i]!r} in {where}")
+    where = f"row {csv_row(i)}" + (f" ({key} {_plain(df[key].iloc[i])!r})" if key and key != column else "")
+    raise FoldwiseError(f"{path}: {column} {problem}, got {_plain(df[column].iloc[i])!r} in {where}")
+
+
+def _plain(value):
+    """A numpy scalar as the Python value it holds, so a line reads ``got nan``, not ``got np.float64(nan)``."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def check_filled(df: pd.DataFrame, path: Path, columns: list[str], key: str | None = None) -> None:
