@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from foldwise.core.params import parse_params  # noqa: E402
+from foldwise.stages.params import parse_params  # noqa: E402
 from foldwise.engine.datasets import ShardDataset  # noqa: E402
 from foldwise.engine.transforms import build_train_transform  # noqa: E402
 from foldwise.prepared.shards import ShardReader, write_shards  # noqa: E402

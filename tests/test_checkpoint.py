@@ -2,7 +2,7 @@ import dataclasses
 
 import torch
 
-from foldwise.core.params import parse_params
+from foldwise.stages.params import parse_params
 from foldwise.engine import checkpoint
 from test_params import base
 

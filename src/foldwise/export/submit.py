@@ -12,7 +12,7 @@ import io
 from pathlib import Path
 
 from ..core.errors import FoldwiseError, run_stage
-from ..core.params import load_params
+from ..params import load
 from ..sources import first_line, has_kaggle_credentials
 from ..tasks import get_task
 
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="the submission CSV, e.g. data/submission.csv or data/blend/submission.csv")
     parser.add_argument("-m", "--message", required=True, help="the submission's description on Kaggle")
     args = parser.parse_args(argv)
-    competition = get_task(load_params(check_names=False).task).competition
+    competition = get_task(load().task).competition
     submit(args.file, args.message, competition)
     print(f"submit: {args.file} sent to {competition}; see `kaggle competitions submissions -c {competition}`")
 

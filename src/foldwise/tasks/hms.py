@@ -34,7 +34,6 @@ whose signature (see ``class_signature``) fills its stretch of the recording, sc
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any, Iterator
@@ -44,7 +43,7 @@ import pandas as pd
 import torch
 
 from ..core.errors import FoldwiseError
-from ..core.params import bounded, choice
+from ..params.task_groups import HmsParams
 from .common.base import Task
 from .common.imaging import resize_area
 from .common.tables import read_csv_checked
@@ -79,15 +78,6 @@ def _freq_label(k: int) -> str:
 SPEC_COLUMNS = [f"{chain}_{_freq_label(k)}" for chain in CHAINS for k in range(N_FREQ)]
 
 
-@dataclass(frozen=True)
-class HmsParams:
-    """Which label rows to train on and how a spectrogram window becomes an image."""
-
-    rows: str = choice("all", "one_per_spectrogram", default="all")  # one: earliest row of each spectrogram
-    min_votes: int = bounded(1, lo=1)  # drop label rows with fewer expert votes
-    layout: str = choice("channels", "stacked", default="channels")
-
-
 class HmsTask(Task):
     name = "hms"
     competition = "hms-harmful-brain-activity-classification"
@@ -96,7 +86,6 @@ class HmsTask(Task):
     greater_is_better = False
     target_columns = list(VOTE_COLUMNS)
     pred_columns = list(VOTE_COLUMNS)
-    Params = HmsParams
     # Images are (frequency, time): reversing time keeps the class, mirroring frequency would turn
     # 1-3 Hz delta into 17-19 Hz activity (it cost 0.1-0.2 KL per fold on the synthetic data).
     train_augment = [{"HorizontalFlip": {"p": 0.5}}]

@@ -35,7 +35,6 @@ every kind can be tried on it.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -45,14 +44,13 @@ import torch
 from PIL import Image, ImageDraw
 
 from ..core.errors import FoldwiseError
-from ..core.params import choice
+from ..params.task_groups import KINDS, ImagesParams
 from .common.base import Task
 from .common.imagefolder import RESIZES, load_image, require_image_files
 from .common.tables import (
     check_choices, check_filled, check_numbers, check_unique, label_key, read_csv_checked, sorted_labels,
 )
 
-KINDS = ("binary", "multiclass", "multilabel", "regression")
 PROB_PREFIX = "p_"
 
 # Synthetic data
@@ -63,28 +61,10 @@ FORMATS = (("RGB", "png"), ("RGB", "jpg"), ("RGBA", "png"), ("L", "png"), ("P", 
 FORMAT_RATES = (0.3, 0.3, 0.1, 0.08, 0.08, 0.07, 0.07)
 
 
-@dataclass(frozen=True)
-class ImagesParams:
-    """Where the CSVs and images are, which columns are targets, and how they are scored."""
-
-    train_csv: str = "train.csv"
-    test_csv: str = "test.csv"
-    image_dir: str = "images"
-    image_column: str = "image"  # a path under image_dir
-    targets: list[str] = field(default_factory=lambda: ["shape"])
-    kind: str = choice(*KINDS, default="multiclass")
-    # binary/multiclass labels in index order; []: the train CSV's labels, sorted (see the module docstring)
-    classes: list[str] = field(default_factory=lambda: list(SHAPES))
-    group: str = "source"  # a column kept whole within folds; "" for none
-    metric: str = "accuracy"  # a scikit-learn scorer name
-    resize: str = choice(*RESIZES, default="squash")  # crop: the centre square, then resize
-
-
 class ImagesTask(Task):
     name = "images"
     competition = "an image folder (train/test CSV + images)"
     on_kaggle = False
-    Params = ImagesParams
     image_scale = "imagenet"  # load_image: RGB / 255, then (x - IMAGENET_MEAN) / IMAGENET_STD
     # Shapes keep their class, colour, size and fill under flips.
     train_augment = [{"HorizontalFlip": {"p": 0.5}}, {"VerticalFlip": {"p": 0.5}}]
@@ -93,8 +73,11 @@ class ImagesTask(Task):
         self.configure_group(ImagesParams())
 
     # ---- set up from params.yaml's images group --------------------------------------------------
-    def configure(self, params: Any) -> None:
-        self.configure_group(params.tasks["images"])
+    def for_params(self, params: Any) -> ImagesTask:
+        """A copy set up from ``params.images`` (see ``configure_group``)."""
+        task = copy.copy(self)
+        task.configure_group(params.images)
+        return task
 
     def configure_group(self, ip: ImagesParams) -> None:
         """Columns, classes and metric name from an ``images`` group; one line on a contradiction."""

@@ -18,7 +18,6 @@ of the three softmaxes.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -28,7 +27,6 @@ import torch
 from PIL import Image, ImageDraw
 
 from ..core.errors import FoldwiseError
-from ..core.params import bounded, choice
 from .common.base import Task
 from .common.imagefolder import RESIZES, images_by_stem, load_image, require_image_files
 from .common.synthetic import unique_hex_ids
@@ -43,16 +41,6 @@ HEADS = (3, 2, 3)  # mask, gender, age group: the logits of ``head: multi``
 N_CLASSES = HEADS[0] * HEADS[1] * HEADS[2]
 CLASS_COLUMNS = [f"prob_{c}" for c in range(N_CLASSES)]
 WIDTH, HEIGHT = 384, 512
-
-
-@dataclass(frozen=True)
-class MaskParams:
-    """Age groups, the model head and how the 384x512 portraits become squares."""
-
-    age_bound_young: int = bounded(30, lo=1)  # age below this: group 0
-    age_bound_old: int = bounded(60, lo=2)  # age from this on: group 2 (teams moved it to 58-59)
-    head: str = choice("single", "multi", default="single")  # multi: mask 3 + gender 2 + age 3 logits
-    resize: str = choice(*RESIZES, default="squash")  # crop: the centre 384x384, then resize
 
 
 def age_group(age: np.ndarray, young: int, old: int) -> np.ndarray:
@@ -83,7 +71,6 @@ class MaskTask(Task):
     target_columns = ["ans"]
     pred_columns = ["ans"]
     prob_columns = CLASS_COLUMNS
-    Params = MaskParams
     image_scale = "imagenet"  # load_image: RGB / 255, then (x - IMAGENET_MEAN) / IMAGENET_STD
     # A mirrored face keeps its mask, gender and age; an upside-down one is not a photo the eval set holds.
     train_augment = [{"HorizontalFlip": {"p": 0.5}}]

@@ -17,7 +17,6 @@ the mean while an image model can.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -27,7 +26,6 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from ..core.errors import FoldwiseError
-from ..core.params import choice
 from .common.base import Task
 from .common.imagefolder import IMAGENET_MEAN, IMAGENET_STD, RESIZES, load_image  # noqa: F401 (re-exported)
 from .common.synthetic import unique_hex_ids
@@ -58,15 +56,6 @@ SKIN = [(241, 194, 150), (224, 172, 105), (198, 134, 66), (141, 85, 36)]
 WORDS = ["ADOPT ME", "FOR ADOPTION", "CALL 012-3456", "PLS SHARE", "FREE", "PETFINDER", "URGENT"]
 
 
-@dataclass(frozen=True)
-class PetfinderParams:
-    """How photos are resized, whether the 12 flags feed the head, and the training loss."""
-
-    resize: str = choice(*RESIZES, default="squash")  # crop: centre square, then resize
-    use_meta: bool = True  # concatenate the 12 flags to the image features before the head
-    loss: str = choice("bce", "mse", default="bce")  # both on Pawpularity / 100
-
-
 class PetfinderTask(Task):
     name = "petfinder"
     competition = "petfinder-pawpularity-score"
@@ -75,7 +64,6 @@ class PetfinderTask(Task):
     greater_is_better = False
     target_columns = [TARGET]
     pred_columns = [TARGET]
-    Params = PetfinderParams
     # Mirror and upside-down photos, as the seed's augmenter does (its ratings do not depend on them).
     train_augment = [{"HorizontalFlip": {"p": 0.5}}, {"VerticalFlip": {"p": 0.5}}]
     image_scale = "imagenet"  # load_photo: RGB / 255, then (x - IMAGENET_MEAN) / IMAGENET_STD

@@ -12,7 +12,6 @@ present in the ON frames only; interference shows up in all six frames.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -21,7 +20,6 @@ import pandas as pd
 import torch
 
 from ..core.errors import FoldwiseError
-from ..core.params import choice
 from .common.base import Task
 from .common.imaging import resize_area
 from .common.synthetic import unique_hex_ids
@@ -34,14 +32,6 @@ ID_HEX_DIGITS = 15
 SNR_MIN, SNR_MAX = 3.0, 12.0  # needle and drifting-interference peak SNR at synthetic.strength 1
 
 
-@dataclass(frozen=True)
-class SetiParams:
-    """How a cadence becomes an image: which frames, and stacked in time or as channels."""
-
-    frames: str = choice("all", "on_only", default="all")  # ON-target frames 0, 2, 4 only (not "on": YAML reads it as true)
-    stack: str = choice("vertical", "channels", default="vertical")
-
-
 class SetiTask(Task):
     name = "seti"
     competition = "seti-breakthrough-listen"
@@ -51,7 +41,6 @@ class SetiTask(Task):
     rank_metric = True
     target_columns = ["target"]
     pred_columns = ["target"]
-    Params = SetiParams
     # A needle stays a needle reversed in time or mirrored in frequency (the seed's flips).
     train_augment = [{"HorizontalFlip": {"p": 0.5}}, {"VerticalFlip": {"p": 0.5}}]
 

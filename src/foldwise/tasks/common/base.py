@@ -30,7 +30,6 @@ tests/test_task_contract.py checks these for every task.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
@@ -39,11 +38,6 @@ import pandas as pd
 import torch
 
 from ...core.errors import FoldwiseError
-
-
-@dataclass(frozen=True)
-class NoParams:
-    """A task without its own params group."""
 
 
 class Task:
@@ -57,7 +51,6 @@ class Task:
     rank_metric: ClassVar[bool] = False  # the metric sees only the order of predictions (e.g. ROC-AUC)
     target_columns: ClassVar[list[str]]
     pred_columns: ClassVar[list[str]]
-    Params: ClassVar[type] = NoParams
     # What ``augment.train: auto`` means: only transforms that keep the label true for this data.
     train_augment: ClassVar[list[dict]] = []
     # What scale ``iter_images`` yields: "standardised" (each image, or each window, to mean 0 and
@@ -79,9 +72,11 @@ class Task:
                     f"(expected {', '.join(self.required_files())})"
                 )
 
-    def configure(self, params: Any) -> None:
-        """Called by the params loader for the active task. A task whose layout, columns or metric
-        depend on its params group (the generic ``images`` task) sets them here; a no-op otherwise."""
+    def for_params(self, params: Any) -> Task:
+        """This task as ``params`` configure it: a configured copy where its layout, columns or metric
+        depend on its params group (the generic ``images`` task), the task itself otherwise; one line on
+        a contradiction inside the group. The registry's task object is never changed."""
+        return self
 
     def required_files(self) -> list[str]:
         return [self.marker_file, self.sample_submission]
