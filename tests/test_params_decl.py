@@ -122,3 +122,49 @@ def test_a_stale_params_list_is_found_and_rewritten(tmp_path):
     with pytest.raises(SystemExit) as done:
         graph.main(["--check", "--dvc-yaml", str(path)])
     assert done.value.code == 0
+
+
+# ---- the schema and the reference are the declarations' ---------------------------------------------
+def test_committed_schema_and_reference_are_generated_from_the_declarations():
+    from foldwise.params import reference
+
+    assert (ROOT / reference.SCHEMA_FILE).read_text() == reference.schema_text(), \
+        "run `python -m foldwise.params.reference --write`"
+    assert (ROOT / reference.REFERENCE_FILE).read_text() == reference.markdown(), \
+        "run `python -m foldwise.params.reference --write`"
+
+
+def test_editors_validate_params_yaml_with_the_schema():
+    import json
+
+    from foldwise.params import reference
+
+    settings = json.loads((ROOT / ".vscode" / "settings.json").read_text())
+    assert settings["yaml.schemas"] == {f"./{reference.SCHEMA_FILE}": ["params.yaml"]}
+
+
+def test_schema_and_reference_name_every_key_with_its_default():
+    from foldwise.params import default_params, reference
+
+    schema, text = reference.schema(), reference.markdown()
+    defaults = default_params()
+    for key, info in leaf_fields(Params):
+        group, _, name = key.rpartition(".")
+        props = schema["$defs"][Params.model_fields[group].annotation.__name__]["properties"] if group else schema["properties"]
+        assert props[name]["default"] == (defaults[group][name] if group else defaults[name]), key
+        assert props[name].get("description"), f"{key} has no description"
+        assert f"| `{key}` |" in text, key
+    assert schema["properties"]["task"]["enum"] == list(TASKS)
+    assert schema["$defs"]["TrainParams"]["additionalProperties"] is False
+
+
+def test_the_schema_accepts_params_yaml_and_refuses_what_the_loader_refuses():
+    jsonschema = pytest.importorskip("jsonschema")  # what editors run; a dependency of the installed tools
+    from foldwise.params import reference
+
+    validator = jsonschema.Draft202012Validator(reference.schema())
+    raw = read_params_file(ROOT / "params.yaml")
+    assert list(validator.iter_errors(raw)) == []
+    for key, value in [("seed", "2"), ("lrr", 1), ("task", "mnist"), ("lr", 0)]:
+        assert list(validator.iter_errors({**raw, key: value})), key
+    assert list(validator.iter_errors({**raw, "train": {**raw["train"], "threads": 0}}))
