@@ -26,25 +26,30 @@ class Params(Group):
     """Every tunable of the pipeline; change one with ``dvc exp run -S key=value``."""
 
     task: Literal[tuple(TASK_GROUPS)] = "seti"
-    """The competition (its own group below holds its settings)."""
+    """The competition: seti, hms, petfinder, mask or images (any image folder); its own group below holds its
+    settings."""
     seed: int = Field(42, ge=0, le=2**32 - 1)
-    """Seed of the split, the synthetic data and training (numpy and scikit-learn take [0, 2**32))."""
+    """Seeds the synthetic data, the fold split and training (per fold and epoch); numpy and scikit-learn take
+    [0, 2**32)."""
     folds: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4])
-    """The folds to train (train@k each), each < n_splits; [0] trains one fold of the same split."""
+    """The folds to train, one train@k stage each: any non-empty list of distinct folds < n_splits; oof scores
+    and infer averages only these."""
     n_splits: int = Field(5, ge=2)
-    """k of the k-fold split."""
+    """k of the k-fold split; split reruns only when this or seed changes."""
     model: str = "resnet10t"
-    """Any timm model name (arch or arch.tag)."""
+    """Any timm model name (arch, or arch.tag to pick pretrained weights), built with in_chans from the data
+    and, where its constructor takes it (ViT, DeiT, Swin, ...), img_size; stages download, pretrained and
+    train build it once at img_size and refuse it in one line if it cannot run."""
     img_size: int = Field(64, ge=16)
-    """Side of the square images the model sees, in pixels."""
+    """Side of the square images preprocess writes, in pixels."""
     epochs: int = Field(3, ge=1)
-    """Training epochs per fold."""
+    """Epochs per fold."""
     batch_size: int = Field(32, ge=1)
-    """The global training batch (split over train.nproc processes)."""
+    """Training batch size; global under DDP: split over the train.nproc processes."""
     lr: float = Field(1e-3, gt=0.0)
     """Peak learning rate."""
     weight_decay: float = Field(1e-2, ge=0.0)
-    """Weight decay of the optimizer."""
+    """Weight decay (not applied to norm layers and biases)."""
     data: DataParams = Field(default_factory=DataParams)
     synthetic: SyntheticParams = Field(default_factory=SyntheticParams)
     train: TrainParams = Field(default_factory=TrainParams)
