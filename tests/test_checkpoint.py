@@ -1,5 +1,3 @@
-import dataclasses
-
 import torch
 
 from foldwise.stages.params import parse_params
@@ -13,7 +11,7 @@ def test_fingerprint_changes_with_params_fold_and_files(tmp_path):
     p = parse_params(base())
     ref = checkpoint.fingerprint(p, 0, [folds])
     assert checkpoint.fingerprint(p, 0, [folds]) == ref
-    assert checkpoint.fingerprint(dataclasses.replace(p, lr=1e-4), 0, [folds]) != ref
+    assert checkpoint.fingerprint(p.model_copy(update={"lr": 1e-4}), 0, [folds]) != ref
     assert checkpoint.fingerprint(p, 1, [folds]) != ref
     folds.write_text("id,fold\na,1\nb,0\n")
     assert checkpoint.fingerprint(p, 0, [folds]) != ref

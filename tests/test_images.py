@@ -370,12 +370,13 @@ def test_unrecorded_classes_are_never_guessed():
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     p = parse_params({**raw, "task": "images", "images": {**raw["images"], "classes": []}}, check_names=False)
     assert p.task_params.classes == []
-    for use_classes in (lambda: TASK.prob_columns, lambda: TASK.decode(np.ones((1, 3))),
-                        lambda: TASK.with_labels({}, "data/prepared/labels.json")):
+    task = TASK.for_params(p)
+    for use_classes in (lambda: task.prob_columns, lambda: task.decode(np.ones((1, 3))),
+                        lambda: task.with_labels({}, "data/prepared/labels.json")):
         with pytest.raises(FoldwiseError, match=r"classes"):
             use_classes()
     with pytest.raises(FoldwiseError, match=r"^images.classes is \[\] and no classes are recorded yet"):
-        TASK.prob_columns  # noqa: B018
+        task.prob_columns  # noqa: B018
 
 
 def test_recorded_classes_must_match_given_ones():
