@@ -25,7 +25,8 @@ Conventions shared by all tasks:
   ``targets_from_labels`` reads those back (blend, explain).
 - Where params leave the labels open (``images.classes: []``), ``fit_labels`` learns them from the raw
   train data, preprocess records them with the prepared data, and later stages apply the record with
-  ``with_labels``, which returns a configured copy: the registry's task object stays as params made it.
+  ``with_labels``, which returns a configured copy. A task whose columns depend on its params group
+  (``images``) is set up the same way, by ``for_params``: the registry's task objects never change.
 tests/test_task_contract.py checks these for every task.
 """
 from __future__ import annotations
