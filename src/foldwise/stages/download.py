@@ -11,9 +11,9 @@ from pathlib import Path
 from ..core.atomic import atomic_dir
 from ..core.errors import FoldwiseError, run_stage
 from ..sources import copy_local, kaggle_download
-from .params import load_stage, task_for
+from .params import TASK_GROUP, load_stage, task_for
 
-PARAMS = ("task", "seed", "data", "synthetic")
+PARAMS = ("task", "seed", "data", "synthetic", TASK_GROUP)  # images: its file names find and check the layout
 CHECKS = ("model", "weights")  # fail fast: the first stage of a run
 
 
