@@ -62,7 +62,7 @@ def image_shape(task_name: str, img_size: int, group: dict, tmp: Path) -> tuple[
     raw.update(task=task_name, img_size=img_size)
     raw[task_name] = {**raw.get(task_name, {}), **group}
     p = parse_params(raw, check_names=False)
-    task = get_task(task_name)
+    task = get_task(task_name).for_params(p)
     root = tmp / f"raw_{task_name}"
     if not root.exists():
         task.generate(root, n_train=40, n_test=1, seed=0, strength=1.0)
