@@ -36,7 +36,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from foldwise.core.params import Params, parse_params  # noqa: E402
+from foldwise.params import Params  # noqa: E402
+from foldwise.stages.params import parse_params  # noqa: E402
 from foldwise.engine import distributed  # noqa: E402
 from foldwise.engine.datasets import ShardDataset, to_model_layout  # noqa: E402
 from foldwise.engine.distributed import Dist  # noqa: E402

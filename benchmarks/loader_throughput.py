@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from foldwise.core.params import parse_params  # noqa: E402
+from foldwise.stages.params import parse_params  # noqa: E402
 from foldwise.engine.datasets import ShardDataset  # noqa: E402
 from foldwise.engine.transforms import build_train_transform  # noqa: E402
 from foldwise.prepared.shards import ShardReader, write_shards  # noqa: E402
@@ -62,7 +62,7 @@ def image_shape(task_name: str, img_size: int, group: dict, tmp: Path) -> tuple[
     raw.update(task=task_name, img_size=img_size)
     raw[task_name] = {**raw.get(task_name, {}), **group}
     p = parse_params(raw, check_names=False)
-    task = get_task(task_name)
+    task = get_task(task_name).for_params(p)
     root = tmp / f"raw_{task_name}"
     if not root.exists():
         task.generate(root, n_train=40, n_test=1, seed=0, strength=1.0)

@@ -26,7 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
-from foldwise.core.params import load_params  # noqa: E402
+from foldwise.stages.params import load_params  # noqa: E402
 from foldwise.engine.datasets import ShardDataset  # noqa: E402
 from foldwise.engine.training import Trainer  # noqa: E402
 from foldwise.engine.transforms import build_train_transform  # noqa: E402

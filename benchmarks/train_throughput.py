@@ -23,7 +23,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from foldwise.core.params import parse_params  # noqa: E402
+from foldwise.stages.params import parse_params  # noqa: E402
 from foldwise.engine.datasets import ShardDataset  # noqa: E402
 from foldwise.engine.training import Trainer  # noqa: E402
 from foldwise.engine.transforms import build_train_transform  # noqa: E402

@@ -1,8 +1,6 @@
-import dataclasses
-
 import torch
 
-from foldwise.core.params import parse_params
+from foldwise.stages.params import parse_params
 from foldwise.engine import checkpoint
 from test_params import base
 
@@ -13,7 +11,7 @@ def test_fingerprint_changes_with_params_fold_and_files(tmp_path):
     p = parse_params(base())
     ref = checkpoint.fingerprint(p, 0, [folds])
     assert checkpoint.fingerprint(p, 0, [folds]) == ref
-    assert checkpoint.fingerprint(dataclasses.replace(p, lr=1e-4), 0, [folds]) != ref
+    assert checkpoint.fingerprint(p.model_copy(update={"lr": 1e-4}), 0, [folds]) != ref
     assert checkpoint.fingerprint(p, 1, [folds]) != ref
     folds.write_text("id,fold\na,1\nb,0\n")
     assert checkpoint.fingerprint(p, 0, [folds]) != ref

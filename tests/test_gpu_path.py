@@ -47,13 +47,11 @@ CLASS_INDEX_CASES = {"mask-single", "mask-multi", "images-multiclass"}
 
 @pytest.fixture
 def task_params():
-    """Factory: ``task_params(case, overrides)`` -> (task, params); the shared images task object is
-    configured back to params.yaml's group afterwards."""
+    """Factory: ``task_params(case, overrides)`` -> (task as the params configure it, params)."""
     def factory(case: str, overrides: dict | None = None):
         p = make_params(deep_update(dict(CASES[case]), overrides or {}))
-        return get_task(p.task), p
-    yield factory
-    make_params({"task": "images"})  # parsing configures the images task from its group
+        return get_task(p.task).for_params(p), p
+    return factory
 
 
 def loss_inputs(task, p, case: str, n: int = 6):

@@ -16,7 +16,7 @@ import yaml
 
 from conftest import run
 from foldwise.core.errors import FoldwiseError
-from foldwise.core.params import parse_params
+from foldwise.stages.params import parse_params
 from foldwise.tasks import get_task
 from foldwise.tasks import hms
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,7 +15,7 @@ from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 
 from conftest import copy_raw, run
 from foldwise.core.errors import FoldwiseError
-from foldwise.core.params import parse_params
+from foldwise.stages.params import parse_params
 from foldwise.stages.split import assign_folds
 from foldwise.tasks import TASKS, get_task
 from foldwise.tasks.images import TASK, ImagesParams, combination_strata, quantile_strata
@@ -31,7 +30,7 @@ def params(img_size: int = 32, n_folds: int = 3) -> SimpleNamespace:
 
 
 def use(**changes) -> None:
-    TASK.configure_group(replace(DEFAULT, **changes))
+    TASK.configure_group(DEFAULT.model_copy(update=changes))
 
 
 @pytest.fixture(autouse=True)
@@ -56,8 +55,10 @@ def test_registered_and_configured_from_params():
     group = {**raw["images"], "targets": ["filled"], "kind": "binary", "classes": ["no", "yes"], "metric": "roc_auc"}
     p = parse_params({**raw, "task": "images", "images": group}, check_names=False)
     assert p.task_params.kind == "binary"
-    assert (TASK.target_columns, TASK.pred_columns, TASK.prob_columns) == (["filled"], ["filled"], ["p_yes"])
-    assert (TASK.metric_name, TASK.greater_is_better, TASK.num_logits(p)) == ("roc_auc", True, 1)
+    task = TASK.for_params(p)
+    assert (task.target_columns, task.pred_columns, task.prob_columns) == (["filled"], ["filled"], ["p_yes"])
+    assert (task.metric_name, task.greater_is_better, task.num_logits(p)) == ("roc_auc", True, 1)
+    assert TASK.prob_columns == ["p_circle", "p_square", "p_triangle"]  # the registry's object is left as it was
     with pytest.raises(FoldwiseError, match=r"^params.yaml: 'images.kind' must be one of binary, multiclass"):
         parse_params({**raw, "task": "images", "images": {"kind": "ordinal"}}, check_names=False)
 
@@ -75,7 +76,7 @@ def test_contradictory_group_is_one_line(changes, key):
 
 
 def test_metric_names_a_fitting_scorer():
-    from foldwise.core.params import check_scorers
+    from foldwise.stages.params import check_scorers
 
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     p = parse_params({**raw, "task": "images", "images": {**raw["images"], "metric": "roc_auc"}}, check_names=False)
@@ -369,12 +370,13 @@ def test_unrecorded_classes_are_never_guessed():
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     p = parse_params({**raw, "task": "images", "images": {**raw["images"], "classes": []}}, check_names=False)
     assert p.task_params.classes == []
-    for use_classes in (lambda: TASK.prob_columns, lambda: TASK.decode(np.ones((1, 3))),
-                        lambda: TASK.with_labels({}, "data/prepared/labels.json")):
+    task = TASK.for_params(p)
+    for use_classes in (lambda: task.prob_columns, lambda: task.decode(np.ones((1, 3))),
+                        lambda: task.with_labels({}, "data/prepared/labels.json")):
         with pytest.raises(FoldwiseError, match=r"classes"):
             use_classes()
     with pytest.raises(FoldwiseError, match=r"^images.classes is \[\] and no classes are recorded yet"):
-        TASK.prob_columns  # noqa: B018
+        task.prob_columns  # noqa: B018
 
 
 def test_recorded_classes_must_match_given_ones():

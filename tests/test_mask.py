@@ -16,7 +16,7 @@ from sklearn.metrics import f1_score
 
 from conftest import copy_raw, run
 from foldwise.core.errors import FoldwiseError
-from foldwise.core.params import parse_params
+from foldwise.stages.params import parse_params
 from foldwise.sources import find_root
 from foldwise.stages.split import assign_folds
 from foldwise.tasks import TASKS, get_task

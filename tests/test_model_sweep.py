@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from foldwise.core.errors import FoldwiseError
-from foldwise.core.params import parse_params
+from foldwise.stages.params import parse_params
 from foldwise.engine.models import create_model
 
 # the 14 that once failed at 64 px: pooled width != num_features, no img_size, or too small a size

@@ -3,7 +3,7 @@ import timm
 import torch
 
 from foldwise.core.errors import FoldwiseError
-from foldwise.core.params import parse_params
+from foldwise.stages.params import parse_params
 from foldwise.engine.inference import load_fold_model, save_fold_model
 from foldwise.engine.models import create_model, pooled_features, probe_model
 

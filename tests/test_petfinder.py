@@ -17,7 +17,7 @@ from PIL import Image
 
 from conftest import run
 from foldwise.core.errors import FoldwiseError
-from foldwise.core.params import parse_params
+from foldwise.stages.params import parse_params
 from foldwise.tasks import get_task
 from foldwise.tasks.petfinder import (
     FLAGS, IMAGENET_MEAN, IMAGENET_STD, TASK, merge_sparse_bins, sturges_bins, synthetic_flags, synthetic_score,

@@ -8,7 +8,6 @@ one-conv backbone under the real FoldModel head: no dvc, no data download.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 
 import numpy as np
@@ -17,7 +16,8 @@ import torch
 from torch import nn
 
 from conftest import deep_update
-from foldwise.core.params import Params, parse_params
+from foldwise.params import Params
+from foldwise.stages.params import parse_params
 from foldwise.engine import mixing, training
 from foldwise.engine.datasets import ShardDataset
 from foldwise.engine.inference import flip, predict_batches
@@ -50,7 +50,7 @@ def _one_thread():
 def make_params(overrides: dict | None = None) -> Params:
     """The repository params.yaml with ``overrides`` deep-merged, parsed and validated."""
     raw = base()
-    fields = {f.name for f in dataclasses.fields(Params)}
+    fields = set(Params.model_fields)
     raw = {k: v for k, v in raw.items() if k in fields or k in TASKS}  # groups of tasks not registered here
     return parse_params(deep_update(raw, copy.deepcopy(overrides or {})))
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from foldwise.core.params import load_params
+from foldwise.stages.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## The write-ups as one-liners"

@@ -15,7 +15,7 @@ import yaml
 
 from conftest import ROOT, pipeline_env, run
 from foldwise.core.errors import FoldwiseError
-from foldwise.core.params import parse_params
+from foldwise.stages.params import parse_params
 from foldwise.launch.graph import sort_lock_entries
 from foldwise.launch.pool import Job, JobFailed, Retry, run_jobs
 from foldwise.launch.slots import THREADS_ENV, slot_envs, visible_gpus

@@ -158,7 +158,7 @@ def test_task_kinds():
 def test_params_loader_refuses_a_scorer_for_the_task():
     import yaml
 
-    from foldwise.core.params import check_scorers, parse_params
+    from foldwise.stages.params import check_scorers, parse_params
 
     raw = yaml.safe_load(open("params.yaml"))
     ok = parse_params({**raw, "metrics": {"extra": ["f1_macro", "neg_log_loss"]}, "task": "hms"}, check_names=False)

@@ -7,7 +7,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from foldwise.core.errors import FoldwiseError
-from foldwise.core.params import parse_params
+from foldwise.stages.params import parse_params
 from foldwise.tasks.seti import (CADENCE_SHAPE, ON_FRAMES, TASK, cadence_to_image, load_cadence,
                                  synthetic_cadence)
 from test_params import base

@@ -5,9 +5,10 @@ task up, that task's module) and lists the foldwise files Python loaded; each mu
 the stage's declared deps. A new import that dvc.yaml misses fails here, not as a silently stale
 `dvc repro`.
 
-Not probed: the params loader also imports the task module to resolve ``augment.train: auto``.
-That is why split, which never looks its task up, does not depend on tasks/: the resolved list does
-not reach its output (folds.csv depends on seed, n_splits and the prepared index only).
+Not probed: the checks a stage runs on its params (``CHECKS``: the timm model, the transforms, the
+scorers) import engine/ and the task where they run; they only refuse a run, they never shape an output.
+split never looks its task up and does not depend on tasks/ (folds.csv depends on seed, n_splits and
+the prepared index only).
 """
 from __future__ import annotations
 
@@ -41,8 +42,8 @@ for stage in stages:
     for task in tasks:
         forget_foldwise()
         module = importlib.import_module(f"foldwise.stages.{stage}")
-        if hasattr(module, "get_task"):  # the stage looks its task up by name at run time
-            module.get_task(task)
+        if hasattr(module, "task_for"):  # the stage looks its task up by name at run time
+            importlib.import_module("foldwise.tasks").get_task(task)
         result[f"{stage}/{task}"] = sorted(foldwise_files())
 print(json.dumps(result))
 """

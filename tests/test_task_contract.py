@@ -26,7 +26,8 @@ import yaml
 
 from conftest import deep_update
 from test_export import assert_same_submission, read_submission
-from foldwise.core.params import Params, load_params
+from foldwise.params import Params
+from foldwise.stages.params import load_params
 from foldwise.engine.inference import MODEL_FILE, save_fold_model
 from foldwise.engine.models import create_model
 from foldwise.export import bundle
@@ -85,7 +86,7 @@ class Workspace:
         """The task as the stages see it: configured from params.yaml, the recorded labels applied."""
         with cwd(self.root):
             p = load_params(check_names=False)
-        return bind_labels(get_task(p.task), self.root / "data/prepared")
+        return bind_labels(get_task(p.task).for_params(p), self.root / "data/prepared")
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +131,7 @@ def ws(request, raw_data, tmp_path_factory) -> Workspace:
         preprocess.main(["--raw", str(raw), "--out", "data/prepared"])
         split.main(["--index", "data/prepared/train.csv", "--out", "data/folds.csv"])
         p = load_params(check_names=False)
-        task = bind_labels(get_task(p.task), Path("data/prepared"))
+        task = bind_labels(get_task(p.task).for_params(p), Path("data/prepared"))
         in_chans = np.load(next(Path("data/prepared").glob("train_*.npy")), mmap_mode="r").shape[-1]
         random_models(root, p, task, in_chans)
         oof.main(["--prepared", "data/prepared", "--folds", "data/folds.csv", "--models", "data/models",

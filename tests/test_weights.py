@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from timm.models._manipulate import adapt_input_conv
 
 from foldwise.core.errors import FoldwiseError
-from foldwise.core.params import parse_params
+from foldwise.stages.params import parse_params
 from foldwise.engine.models import create_model
 from foldwise.engine.pretrained import IMAGENET_MEAN, IMAGENET_STD, SOURCE_FILE, WEIGHTS_FILE, write_pretrained
 from foldwise.tasks import TASKS, get_task
@@ -199,8 +199,7 @@ class TestImageScale:
     def test_declared_scale_matches_the_prepared_images(self, task_name):
         raw = yaml.safe_load((ROOT / "params.yaml").read_text())
         p = parse_params({**raw, "task": task_name, "img_size": 32}, check_names=False)
-        task = get_task(task_name)
-        task.configure(p)
+        task = get_task(task_name).for_params(p)
         with tempfile.TemporaryDirectory() as root:
             task.generate(Path(root), 6, 2, 0, 1.0)
             table = task.read_table(Path(root), "train", p)

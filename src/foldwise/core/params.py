@@ -1,187 +1,72 @@
-"""The one typed loader for ``params.yaml``, shared by every stage.
+"""Read a params file and validate it against a pydantic model; one line per bad input.
 
-Each group is a frozen dataclass; a field's type hint says how to read the YAML value and its
-metadata holds the allowed values or bounds. Reading is strict: an unknown key, a wrong type, a
-non-finite number or a value out of range stops with one line that names the key and what it accepts.
+Nothing here knows what the params mean: the groups are declared in ``foldwise.params``. This module
+reads the YAML, runs pydantic, and turns its first error into one line that names the file, the
+dotted key, what it accepts and what it got::
+
+    params.yaml: 'train.lr' must be > 0.0, got 0.0
+    params.yaml: unknown key 'data.sorce' (allowed: source, path); did you mean 'data.source'?
 
 The file is read as YAML 1.2 with ruamel.yaml, the parser DVC writes it with (``dvc exp run -S``):
 ``1e-4`` is a number and ``no``/``yes``/``on``/``off`` are strings, as DVC leaves them unquoted.
+Models built on ``Group`` are strict: no string is read as a number, no bool as an integer, no
+float is NaN or infinite (free-form mappings included, see ``FreeMapping``) and unknown keys are refused.
 """
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import math
+import re
 import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic_core import PydanticCustomError
 
 from .errors import FoldwiseError
 
 PARAMS_FILE = "params.yaml"
+PARAM_ERROR = "param"  # the pydantic error type that carries a key, an expectation and a value
+
+M = TypeVar("M", bound=BaseModel)
 
 
-def choice(*allowed: str, default: str) -> Any:
-    return field(default=default, metadata={"choices": allowed})
+class Group(BaseModel):
+    """A params group: frozen, strict, unknown keys refused, floats finite."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False,
+                              use_attribute_docstrings=True)
 
 
-def bounded(default: Any, lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> Any:
-    return field(default=default, metadata={"lo": lo, "hi": hi, "lo_open": lo_open})
+def param_error(key: str, expected: str, value: Any) -> PydanticCustomError:
+    """An error for a validator to raise: ``'<group>.<key>' must be <expected>, got <value>``;
+    ``key`` is relative to the model whose validator raises it."""
+    return PydanticCustomError(PARAM_ERROR, "'{key}' must be {expected}",
+                               {"key": key, "expected": expected, "value": value})
 
 
-@dataclass(frozen=True)
-class DataParams:
-    """Where ``download`` takes the competition data from."""
-
-    source: str = choice("synthetic", "kaggle", "local", default="synthetic")
-    path: str = ""  # for source=local: a Kaggle zip or its extracted folder
-
-
-@dataclass(frozen=True)
-class SyntheticParams:
-    """Size and difficulty of the embedded synthetic dataset (``data.source: synthetic``)."""
-
-    n_train: int = bounded(1500, lo=20)
-    n_test: int = bounded(300, lo=1)
-    strength: float = bounded(1.0, lo=0.0, lo_open=True)  # scales every planted signal
+def _finite_inside(value: Any, key: str = "") -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise param_error(key, "a finite number", value)
+    if isinstance(value, dict):
+        for name, item in value.items():
+            _finite_inside(item, f"{key}.{name}" if key else str(name))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _finite_inside(item, f"{key}[{i}]")
+    return value
 
 
-@dataclass(frozen=True)
-class TrainParams:
-    """Everything about fitting one fold beyond the top-level tunables."""
-
-    optimizer: str = choice("adamw", "adam", "sgd", default="adamw")
-    momentum: float = bounded(0.9, lo=0.0, hi=1.0)
-    scheduler: str = choice("cosine", "onecycle", "none", default="cosine")
-    warmup_epochs: float = bounded(0.5, lo=0.0)
-    min_lr: float = bounded(1e-6, lo=0.0)
-    pct_start: float = bounded(0.3, lo=0.0, hi=1.0)  # 0: no rise, as in seed 002
-    div_factor: float = bounded(25.0, lo=1.0)
-    final_div_factor: float = bounded(1e4, lo=0.0, lo_open=True)  # < 1 ends above the start lr (seed 002: 0.4)
-    early_stopping: bool = False
-    patience: int = bounded(3, lo=1)
-    sampler: str = choice("none", "balanced", default="none")
-    pos_weight: float = bounded(1.0, lo=0.0, lo_open=True)
-    label_smoothing: float = bounded(0.0, lo=0.0, hi=0.5)
-    amp: str = choice("auto", "none", "fp16", "bf16", default="auto")
-    channels_last: bool = True
-    compile: bool = False
-    grad_accum: int = bounded(1, lo=1)
-    clip_grad: float = bounded(0.0, lo=0.0)
-    num_workers: int | str = field(default="auto", metadata={"keywords": ("auto",), "lo": 0})  # auto: cores per process
-    nproc: int = bounded(1, lo=1)  # DDP processes for one fold (torchrun on this machine)
-    sync_bn: bool = False  # SyncBatchNorm across DDP processes (CUDA only)
-    deterministic: bool = True
-    # auto: $FOLDWISE_THREADS (set by `python -m foldwise.repro -j N`), else every core this process may use
-    threads: int | str = field(default="auto", metadata={"keywords": ("auto",), "lo": 1})
-    pretrained: bool = False  # timm's weights for ``model`` from the HF hub cache (stage ``pretrained``)
-    weights: str = ""  # or a local weights file (safetensors or torch checkpoint); wins over pretrained
-    weights_partial: bool = False  # start from the weights' tensors that match when some backbone tensor does not
-
-
-@dataclass(frozen=True)
-class AugmentParams:
-    """Train-time augmentation. ``train`` is ``auto`` (the task's own ``train_augment``, flips that keep
-    the label) or a list of albumentations transforms: ``{Name: {arg: value}}``. The loader resolves
-    ``auto``, so a loaded ``Params`` always holds the list."""
-
-    train: list[dict] | str = field(default="auto", metadata={"keywords": ("auto",)})
-    cutmix_p: float = bounded(0.0, lo=0.0, hi=1.0)
-    cutmix_alpha: float = bounded(1.0, lo=0.0, lo_open=True)
-    mixup_p: float = bounded(0.0, lo=0.0, hi=1.0)
-    mixup_alpha: float = bounded(0.4, lo=0.0, lo_open=True)
-    mix_label: str = choice("blend", "max", default="blend")
-
-
-TTA_FLIPS = ("none", "hflip", "vflip", "hvflip")
-
-
-@dataclass(frozen=True)
-class InferParams:
-    tta: list[str] = field(default_factory=lambda: ["none", "hflip"])
-    batch_size: int = bounded(64, lo=1)
-
-
-@dataclass(frozen=True)
-class MetricsParams:
-    """Extra scikit-learn scorers (``get_scorer_names()``) logged beside the task's own metric by
-    ``oof``, per fold and CV; see tasks/common/scorers.py for how they are fed and named."""
-
-    extra: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class EdaParams:
-    """What the ``eda`` stage looks at."""
-
-    max_images: int = bounded(200, lo=1)  # raw samples per split whose size is read
-    grid: int = bounded(16, lo=1)  # images per class in each sample grid
-    bins: int = bounded(10, lo=2)  # regression targets: histogram bins (and one sample grid per bin)
-
-
-@dataclass(frozen=True)
-class BlendParams:
-    """Which finished runs the ``blend`` stage combines, and how (see stages/blend.py)."""
-
-    runs: list[str] = field(default_factory=list)  # experiment names or git revisions; [] skips the stage
-    method: str = choice("auto", "rank", "mean", default="auto")  # auto: rank for rank-based metrics (AUC)
-
-
-@dataclass(frozen=True)
-class ExplainParams:
-    """Stage ``explain``: saliency overlays of the worst OOF errors and the most confident right rows."""
-
-    n_worst: int = bounded(4, lo=0)
-    n_confident: int = bounded(4, lo=0)
-    method: str = choice("auto", "gradcam", "rollout", default="auto")  # auto: rollout for ViTs
-
-
-@dataclass(frozen=True)
-class Params:
-    task: str = "seti"
-    seed: int = bounded(42, lo=0, hi=2**32 - 1)  # numpy and scikit-learn take seeds in [0, 2**32)
-    folds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])  # the folds to train, each < n_splits
-    n_splits: int = bounded(5, lo=2)  # k of the k-fold split
-    model: str = "resnet10t"
-    img_size: int = bounded(64, lo=16)
-    epochs: int = bounded(3, lo=1)
-    batch_size: int = bounded(32, lo=1)
-    lr: float = bounded(1e-3, lo=0.0, lo_open=True)
-    weight_decay: float = bounded(1e-2, lo=0.0)
-    data: DataParams = field(default_factory=DataParams)
-    synthetic: SyntheticParams = field(default_factory=SyntheticParams)
-    train: TrainParams = field(default_factory=TrainParams)
-    augment: AugmentParams = field(default_factory=AugmentParams)
-    infer: InferParams = field(default_factory=InferParams)
-    metrics: MetricsParams = field(default_factory=MetricsParams)
-    eda: EdaParams = field(default_factory=EdaParams)
-    blend: BlendParams = field(default_factory=BlendParams)
-    explain: ExplainParams = field(default_factory=ExplainParams)
-    # One group per task (``seti:``, ``hms:``, ...), read with that task's own dataclass.
-    tasks: dict = field(default_factory=dict)
-
-    @property
-    def task_params(self) -> Any:
-        """The group of the active task, e.g. ``params.seti`` when ``task: seti``."""
-        return self.tasks[self.task]
-
-
-def load_params(path: str | Path = PARAMS_FILE, *, check_names: bool = True) -> Params:
-    """Read and validate ``params.yaml``; raise FoldwiseError naming the first bad key.
-
-    ``check_names=False`` skips looking ``model`` up in timm and ``augment.train`` in albumentations:
-    importing timm (and the torchvision it pulls in) costs ~3 s per process, so stages whose output
-    does not depend on those names (preprocess, split, submit) leave them to download and train.
-    """
-    path = Path(path)
-    return parse_params(read_params_file(path), source=str(path), check_names=check_names)
+# A mapping of free-form values (e.g. an albumentations transform's arguments): any keys, but no NaN
+# or infinity anywhere inside it.
+FreeMapping = Annotated[dict[str, Any], AfterValidator(_finite_inside)]
 
 
 def read_params_file(path: str | Path = PARAMS_FILE) -> dict:
     """The mapping in ``path``, read as YAML 1.2 as DVC reads and writes it; one line if it is missing,
-    not YAML, empty (nothing but comments or null: the dataclass defaults are no run's params) or not a
+    not YAML, empty (nothing but comments or null: the declared defaults are no run's params) or not a
     mapping. ruamel.yaml is imported here only: the Kaggle export parses its params.json without it."""
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
@@ -208,208 +93,199 @@ def _yaml_problem(exc: Exception) -> str:
     return " ".join(str(exc).split())
 
 
-def parse_params(raw: dict, source: str = PARAMS_FILE, check_names: bool = True) -> Params:
-    from ..tasks import TASKS, get_task
-
-    task_groups = {name: raw.pop(name) for name in list(raw) if name in TASKS}
-    params = _build(Params, raw, prefix="", source=source)
-    if params.task not in TASKS:
-        _bad(source, "task", params.task, f"one of {', '.join(TASKS)}")
-    tasks = {}
-    for name in TASKS:
-        group = task_groups.get(name, {})
-        if not isinstance(group, dict):
-            raise FoldwiseError(f"{source}: '{name}' must be a mapping, got {group!r}")
-        tasks[name] = _build(get_task(name).Params, group, prefix=f"{name}.", source=source)
-    params = dataclasses.replace(params, tasks=tasks)
-    get_task(params.task).configure(params)
-    if params.augment.train == "auto":
-        auto = list(get_task(params.task).train_augment)
-        params = dataclasses.replace(params, augment=dataclasses.replace(params.augment, train=auto))
-    _check_cross_fields(params, source)
-    _check_files(params, source)
-    if check_names:
-        _check_names(params, source)
-    return params
+def validate(model: type[M], raw: dict, source: str = PARAMS_FILE) -> M:
+    """``raw`` as a ``model``; FoldwiseError with one line naming ``source`` and the first bad key."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise FoldwiseError(describe(model, exc.errors(), source)) from None
 
 
-def _check_cross_fields(p: Params, source: str) -> None:
-    _check_folds(p.folds, p.n_splits, source)
-    for flip in p.infer.tta:
-        if flip not in TTA_FLIPS:
-            _bad(source, "infer.tta", flip, f"a list of {', '.join(TTA_FLIPS)}")
-    if not p.infer.tta:
-        _bad(source, "infer.tta", [], "at least one of " + ", ".join(TTA_FLIPS))
-    if p.batch_size < p.train.nproc:
-        _bad(source, "batch_size", p.batch_size, f">= train.nproc ({p.train.nproc}): it is the global batch, split over the processes")
-    if p.data.source == "local" and not p.data.path:
-        _bad(source, "data.path", "", "a Kaggle zip or folder when data.source is local")
-    if p.train.scheduler == "cosine":
-        if p.train.min_lr > p.lr:
-            _bad(source, "train.min_lr", p.train.min_lr, f"<= lr ({p.lr:g}): the cosine decays from lr to min_lr")
-        if p.train.warmup_epochs >= p.epochs:
-            _bad(source, "train.warmup_epochs", p.train.warmup_epochs,
-                 f"< epochs ({p.epochs}), or the warmup never reaches lr")
+# ---- pydantic's errors as one line -----------------------------------------------------------------
+TYPE_EXPECTED = {
+    "int_type": "an integer", "int_from_float": "an integer", "int_parsing": "an integer",
+    "float_type": "a number", "float_parsing": "a number", "finite_number": "a finite number",
+    "bool_type": "true or false", "bool_parsing": "true or false", "string_type": "a string",
+    "list_type": "a list", "dict_type": "a mapping", "model_type": "a mapping", "model_attributes_type": "a mapping",
+}
+RANGE_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")
 
 
-def _check_folds(folds: list[int], n_splits: int, source: str) -> None:
-    """``folds`` picks which of the ``n_splits`` folds train: any non-empty subset, each once."""
-    expected = f"a non-empty list of distinct folds in 0..{n_splits - 1} (n_splits is {n_splits})"
-    if not folds or len(set(folds)) != len(folds) or not all(0 <= k < n_splits for k in folds):
-        _bad(source, "folds", folds, expected)
+def describe(model: type[BaseModel], errors: list[dict], source: str) -> str:
+    """The first of pydantic's ``errors`` as ``{source}: '{key}' must be {expected}, got {value!r}``."""
+    custom = [e for e in errors if e["type"] == PARAM_ERROR]
+    error = custom[0] if custom else errors[0]
+    at = _locate(model, error["loc"])
+    if error["type"] == PARAM_ERROR:
+        ctx = error["ctx"]
+        key = ".".join(filter(None, [at.key, ctx["key"]])).replace(".[", "[")
+        return _must(source, key, ctx["expected"], ctx["value"])
+    if error["type"] == "extra_forbidden":
+        return _unknown(source, at)
+    value = error["input"]
+    if at.in_union:  # a keyword or a value (train.threads: auto or 4; augment.train: auto or a list)
+        siblings = [e for e in errors if _locate(model, e["loc"]).key == at.key]
+        error = next((e for e in siblings if e["type"] != "literal_error"), error)
+    kind = error["type"]
+    if kind in RANGE_ERRORS:
+        return _must(source, at.key, _range(kind, at.bounds), _shown(value, at.annotation))
+    if at.in_union and kind != "literal_error":
+        keywords = " or ".join(_literals(at.annotation))
+        if at.list_type and not isinstance(value, str):
+            return _must(source, at.key, "a list", value)
+        return _must(source, at.key, f"{keywords} or {'a list' if at.list_type else TYPE_EXPECTED.get(kind, kind)}",
+                     value)
+    if kind == "literal_error":
+        choices = ", ".join(re.findall(r"'([^']*)'", error["ctx"]["expected"]))
+        if at.item_of_list:  # infer.tta: [rot90]
+            return _must(source, at.list_key, f"a list of {choices}", value)
+        return _must(source, at.key, f"one of {choices}", value)
+    if kind == "too_short":
+        choices = _literals(_item_type(at.annotation))
+        expected = f"at least one of {', '.join(choices)}" if choices else f"at least {error['ctx']['min_length']} items"
+        return _must(source, at.key, expected, value)
+    if kind in ("float_type", "float_parsing") and isinstance(value, int) and not isinstance(value, bool):
+        return _must(source, at.key, "a finite number", value)  # an integer beyond float range (1e999 as text)
+    return _must(source, at.key, TYPE_EXPECTED.get(kind, error["msg"].lower()), value)
 
 
-def _check_files(p: Params, source: str) -> None:
-    """Local files params point to, checked at load so the first stage that runs refuses them."""
-    if p.train.weights and not Path(p.train.weights).is_file():
-        _bad(source, "train.weights", p.train.weights, "a local weights file that exists (or \"\")")
+def _must(source: str, key: str, expected: str, value: Any) -> str:
+    return f"{source}: '{key}' must be {expected}, got {value!r}"
 
 
-def _check_names(p: Params, source: str) -> None:
-    """Names only other libraries know: the timm model (and whether it runs at img_size) and the
-    albumentations transforms."""
-    _check_model(p, source)
-    from ..engine.transforms import check_augment_spec
-
-    check_augment_spec(p.augment.train, f"{source}: augment.train")
-    check_scorers(p, source)
-
-
-def check_scorers(p: Params, source: str = PARAMS_FILE) -> None:
-    """``metrics.extra``, and a task group's own ``metric`` key (``images.metric``), name scikit-learn
-    scorers that fit the task's targets (imports sklearn.metrics)."""
-    own = getattr(p.task_params, "metric", None)
-    if p.metrics.extra or own:
-        from ..tasks import get_task
-        from ..tasks.common.scorers import check_scorer, extra_scorers
-
-        task = get_task(p.task)
-        if own:
-            check_scorer(own, task.target_kind(p), f"{p.task}.metric", task.name, source)
-        extra_scorers(p.metrics.extra, task.target_kind(p), task.name, source=source)
+def _unknown(source: str, at: _Location) -> str:
+    name = at.key.rsplit(".", 1)[-1]
+    prefix = at.key[: len(at.key) - len(name)]
+    allowed = list(at.parent.model_fields) if at.parent else []
+    close = difflib.get_close_matches(name, allowed, n=1)
+    hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
+    return f"{source}: unknown key '{at.key}' (allowed: {', '.join(allowed)}){hint}"
 
 
-def _check_model(p: Params, source: str) -> None:
-    """``model`` is a timm name (``arch`` or ``arch.tag``) that builds and runs one forward on a
-    batch of 2 at ``img_size`` with the task's channels; ~0.1-3 s, once per stage that checks names."""
-    import timm
+class _Location(typing.NamedTuple):
+    key: str  # the dotted key, list items as [i]
+    annotation: Any  # the declared type at that key (None inside free-form values)
+    metadata: list  # the field's constraints (annotated_types Ge, Le, ...)
+    parent: type[BaseModel] | None  # the model that declares (or would declare) the last key
+    in_union: bool  # the field is a union (a keyword or a value)
+    item_of_list: bool  # the key is an item of a declared list
+    list_key: str  # the list's key when item_of_list
 
-    name = p.model
-    if not timm.is_model(name):
-        close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
-        hint = f"did you mean {', '.join(close)}?" if close else "see timm.list_models()"
-        _bad(source, "model", name, f"a timm model name ({hint})")
-    if "." in name:
-        tags = [t.split(".", 1)[1] for t in timm.list_pretrained(name.split(".", 1)[0] + ".*")]
-        if name.split(".", 1)[1] not in tags:
-            _bad(source, "model", name, f"a timm model with a known pretrained tag ({', '.join(tags) or 'none'})")
-    from ..engine.models import probe_model
-    from ..tasks import get_task
+    @property
+    def bounds(self) -> dict:
+        found = {}
+        for constraint in self.metadata:
+            for name in ("gt", "ge", "lt", "le"):
+                if getattr(constraint, name, None) is not None:
+                    found[name] = getattr(constraint, name)
+        number = float if _number_type(self.annotation) is float else None
+        return {k: number(v) if number else v for k, v in found.items()}
 
-    task = get_task(p.task)
-    try:  # a 1-wide head: the width does not decide whether the model runs, and images.classes: [] is
-        # known only once preprocess has read the train CSV
-        probe_model(name, task.in_chans(p), p.img_size, len(task.meta_columns(p)))
-    except ValueError as exc:
-        raise FoldwiseError(f"{source}: 'model' {name} cannot run at 'img_size' {p.img_size} "
-                            f"({task.in_chans(p)} channels): {exc}") from None
+    @property
+    def list_type(self) -> bool:
+        return any(typing.get_origin(a) is list for a in _union_args(self.annotation))
 
 
-def _build(cls: type, raw: dict, prefix: str, source: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "tasks"}
-    values = {}
-    for key, value in raw.items():
-        if key not in fields:
-            close = difflib.get_close_matches(str(key), fields, n=1)
-            hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
-            raise FoldwiseError(
-                f"{source}: unknown key '{prefix}{key}' (allowed: {', '.join(fields)}){hint}"
-            )
-        values[key] = _convert(hints[key], value, fields[key], prefix + key, source)
-    return cls(**values)
+def _locate(model: type[BaseModel], loc: tuple) -> _Location:
+    """Walk pydantic's error ``loc`` through the declared models: the dotted key, without the union
+    member tags pydantic inserts (``('train', 'threads', 'int')`` is ``train.threads``)."""
+    key, cls, annotation, metadata = "", model, None, []
+    parent, in_union, item_of_list, list_key = model, False, False, ""
+    parts = list(loc)
+    while parts:
+        part = parts.pop(0)
+        if isinstance(part, int):
+            item_of_list, list_key = typing.get_origin(_strip(annotation)) is list, key
+            key += f"[{part}]"
+            annotation, metadata, cls = _item_type(annotation), [], None
+            continue
+        key = f"{key}.{part}" if key else str(part)
+        item_of_list = False
+        if cls is not None and part in cls.model_fields:
+            info = cls.model_fields[part]
+            parent, annotation, metadata = cls, info.annotation, list(info.metadata)
+            in_union = _is_union(annotation)
+            if in_union and parts:  # pydantic's tag of the union member that failed
+                parts.pop(0)
+                member = next((a for a in typing.get_args(_strip(annotation))
+                               if typing.get_origin(_strip(a)) is not typing.Literal), annotation)
+                if typing.get_origin(member) is Annotated:  # Annotated[int, Ge(1)] | Literal["auto"]
+                    metadata = list(typing.get_args(member)[1:])
+            cls = _model_of(annotation)
+        else:
+            parent = cls
+            annotation, metadata, cls = None, [], None
+    return _Location(key, annotation, metadata, parent, in_union, item_of_list, list_key)
 
 
-def _convert(hint: Any, value: Any, f: dataclasses.Field, key: str, source: str) -> Any:
-    if dataclasses.is_dataclass(hint):
-        if not isinstance(value, dict):
-            raise FoldwiseError(f"{source}: '{key}' must be a mapping, got {value!r}")
-        return _build(hint, value, prefix=key + ".", source=source)
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):  # a keyword or a value: augment.train, train.num_workers
-        keywords = f.metadata["keywords"]
-        if isinstance(value, str) and value in keywords:
-            return value
-        (hint,) = [a for a in typing.get_args(hint) if a is not str]
-        origin = typing.get_origin(hint)
-        if origin is not list:
-            try:
-                converted = _scalar(hint, value, key, source)
-            except FoldwiseError:
-                _bad(source, key, value, f"{' or '.join(keywords)} or {'an integer' if hint is int else 'a number'}")
-            _check_range(converted, f.metadata, key, source)
-            return converted
-        if isinstance(value, str):
-            _bad(source, key, value, f"{' or '.join(keywords)} or a list")
-    if origin is list:
-        if not isinstance(value, list):
-            _bad(source, key, value, "a list")
-        (item_hint,) = typing.get_args(hint)
-        return [_scalar(item_hint, v, f"{key}[{i}]", source) for i, v in enumerate(value)]
-    converted = _scalar(hint, value, key, source)
-    _check_range(converted, f.metadata, key, source)
-    return converted
+def _strip(annotation: Any) -> Any:
+    while typing.get_origin(annotation) is Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return annotation
 
 
-def _scalar(hint: Any, value: Any, key: str, source: str) -> Any:
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        _bad(source, key, value, "true or false")
-    if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        _bad(source, key, value, "an integer")
-    if hint is float:
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            _bad(source, key, value, "a number")
-        try:
-            number = float(value)
-        except OverflowError:  # an integer beyond float range
-            number = math.inf
-        if not math.isfinite(number):  # .nan, .inf, and 1e999 (read as inf)
-            _bad(source, key, value, "a finite number")
-        return number
-    if hint is str:
-        if isinstance(value, str):
-            return value
-        _bad(source, key, value, "a string")
-    if hint is dict:
-        if isinstance(value, dict):
-            _check_finite_inside(value, key, source)
-            return value
-        _bad(source, key, value, "a mapping")
-    raise TypeError(f"unsupported param type {hint!r} for {key}")
+def _union_args(annotation: Any) -> tuple:
+    annotation = _strip(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return tuple(_strip(a) for a in typing.get_args(annotation))
+    return (annotation,)
 
 
-def _check_finite_inside(value: Any, key: str, source: str) -> None:
-    """Free-form mappings (an augment.train transform's arguments) hold no NaN or infinity either."""
-    if isinstance(value, float) and not math.isfinite(value):
-        _bad(source, key, value, "a finite number")
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    for name, item in items:
-        _check_finite_inside(item, f"{key}.{name}" if isinstance(value, dict) else f"{key}[{name}]", source)
+def _is_union(annotation: Any) -> bool:
+    return len(_union_args(annotation)) > 1
 
 
-def _check_range(value: Any, meta: Any, key: str, source: str) -> None:
-    if "choices" in meta and value not in meta["choices"]:
-        _bad(source, key, value, f"one of {', '.join(meta['choices'])}")
-    lo, hi = meta.get("lo"), meta.get("hi")
-    if lo is not None and (value < lo or (meta.get("lo_open") and value == lo)):
-        _bad(source, key, value, f"{'>' if meta.get('lo_open') else '>='} {lo}" + (f" and <= {hi}" if hi is not None else ""))
-    if hi is not None and value > hi:
-        _bad(source, key, value, f"between {lo} and {hi}")
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    annotation = _strip(annotation)
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
 
 
-def _bad(source: str, key: str, value: Any, expected: str) -> typing.NoReturn:
-    raise FoldwiseError(f"{source}: '{key}' must be {expected}, got {value!r}")
+def _item_type(annotation: Any) -> Any:
+    for a in _union_args(annotation):
+        if typing.get_origin(a) is list:
+            return _strip(typing.get_args(a)[0])
+    return None
+
+
+def _literals(annotation: Any) -> list[str]:
+    return [str(v) for a in _union_args(annotation) if typing.get_origin(a) is typing.Literal
+            for v in typing.get_args(a)]
+
+
+def _number_type(annotation: Any) -> type | None:
+    return next((a for a in _union_args(annotation) if a in (int, float)), None)
+
+
+def _range(kind: str, bounds: dict) -> str:
+    """Bounds as the old loader wrote them: ``>= 1``, ``> 0.0``, ``>= 0 and <= 9``, ``between 0.0 and 1.0``."""
+    if kind == "greater_than":
+        return f"> {bounds['gt']}" + (f" and <= {bounds['le']}" if "le" in bounds else "")
+    if kind == "greater_than_equal":
+        return f">= {bounds['ge']}" + (f" and <= {bounds['le']}" if "le" in bounds else "")
+    low = bounds.get("ge", bounds.get("gt"))
+    if kind == "less_than_equal":
+        return f"between {low} and {bounds['le']}" if low is not None else f"<= {bounds['le']}"
+    return f"< {bounds['lt']}"
+
+
+def _shown(value: Any, annotation: Any) -> Any:
+    """The value as the model holds it: an integer given for a float field shows as a float."""
+    if _number_type(annotation) is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+# ---- the declarations as data ----------------------------------------------------------------------
+def defaults(model: type[BaseModel]) -> dict:
+    """Every declared default of ``model`` as a nested plain dict (groups as mappings)."""
+    return model().model_dump(mode="json")
+
+
+def leaf_fields(model: type[BaseModel], prefix: str = "") -> typing.Iterator[tuple[str, Any]]:
+    """(dotted key, FieldInfo) of every non-group field, groups walked in declaration order."""
+    for name, info in model.model_fields.items():
+        group = _model_of(info.annotation)
+        if group is not None:
+            yield from leaf_fields(group, f"{prefix}{name}.")
+        else:
+            yield prefix + name, info

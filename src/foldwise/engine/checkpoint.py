@@ -6,7 +6,6 @@ checkpoint stale and training starts over instead of resuming from the wrong run
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -20,8 +19,10 @@ LAST = "last.pt"
 
 
 def fingerprint(params: Any, fold: int, files: list[Path]) -> str:
+    """A hash of ``params`` (a dict, or a pydantic model dumped to one), the fold and the files' bytes."""
     h = hashlib.sha256()
-    h.update(json.dumps(dataclasses.asdict(params), sort_keys=True, default=str).encode())
+    values = params.model_dump() if hasattr(params, "model_dump") else params
+    h.update(json.dumps(values, sort_keys=True, default=str).encode())
     h.update(str(fold).encode())
     for path in files:
         h.update(path.read_bytes())

@@ -1,6 +1,7 @@
 """Models by timm name at any image size, with an optional tabular side input concatenated before the head."""
 from __future__ import annotations
 
+import difflib
 import functools
 from pathlib import Path
 from typing import Sequence
@@ -91,6 +92,29 @@ def probe_model(name: str, in_chans: int, img_size: int, n_meta: int = 0, num_ou
     problem = _probe(name, in_chans, img_size, n_meta, num_outputs)
     if problem:
         raise ValueError(problem)
+
+
+def check_model(name: str, in_chans: int, img_size: int, n_meta: int, source: str = "params.yaml") -> None:
+    """``model`` is a timm name (``arch`` or ``arch.tag``, with a did-you-mean) that builds and runs one
+    forward on a batch of 2 at ``img_size`` with ``in_chans`` channels; ~0.1-3 s, once per process."""
+    def bad(expected: str) -> None:
+        raise FoldwiseError(f"{source}: 'model' must be {expected}, got {name!r}")
+
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}?" if close else "see timm.list_models()"
+        bad(f"a timm model name ({hint})")
+    if "." in name:
+        arch, tag = name.split(".", 1)
+        tags = [t.split(".", 1)[1] for t in timm.list_pretrained(arch + ".*")]
+        if tag not in tags:
+            bad(f"a timm model with a known pretrained tag ({', '.join(tags) or 'none'})")
+    try:  # a 1-wide head: the width does not decide whether the model runs, and images.classes: [] is
+        # known only once preprocess has read the train CSV
+        probe_model(name, in_chans, img_size, n_meta)
+    except ValueError as exc:
+        raise FoldwiseError(f"{source}: 'model' {name} cannot run at 'img_size' {img_size} "
+                            f"({in_chans} channels): {exc}") from None
 
 
 @functools.lru_cache(maxsize=64)

@@ -34,6 +34,13 @@ WEIGHTS_FILE = "weights.safetensors"
 SOURCE_FILE = "source.json"
 
 
+def check_weights_file(weights: str, source: str = "params.yaml") -> None:
+    """``train.weights`` names a local file that exists (or is empty)."""
+    if weights and not Path(weights).is_file():
+        raise FoldwiseError(f"{source}: 'train.weights' must be a local weights file that exists (or \"\"), "
+                            f"got {weights!r}")
+
+
 def hub_offline() -> bool:
     """True unless the user opted in to downloads with HF_HUB_OFFLINE=0 (or false/no/off)."""
     return os.environ.get("HF_HUB_OFFLINE", "1").strip().lower() not in ("0", "false", "no", "off")

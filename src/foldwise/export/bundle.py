@@ -11,8 +11,8 @@ Layout of OUT::
                                  those predict.py imports, found by reading the imports (export/vendor.py)
     predict.py                   --data ROOT --out FILE: the run's data/submission.csv from the test set
 
-The vendored modules import only numpy, pandas, torch, timm and PIL (and timm's own
-dependencies); pyarrow for HMS.
+The vendored modules import only numpy, pandas, torch, timm, PIL and pydantic (timm's own
+dependencies, and Kaggle's images carry pydantic 2); pyarrow for HMS.
 """
 from __future__ import annotations
 
@@ -26,10 +26,12 @@ import foldwise
 
 from ..core.atomic import atomic_dir
 from ..core.errors import FoldwiseError
-from ..core.params import load_params, read_params_file
+from ..core.params import read_params_file
 from ..engine.inference import MODEL_FILE
 from ..prepared import bind_labels, read_labels
-from ..tasks import TASKS, get_task
+from ..params import load
+from ..stages.params import task_for
+from ..tasks import TASKS
 from .vendor import vendored_files
 
 PACKAGE = Path(foldwise.__file__).resolve().parent
@@ -70,13 +72,13 @@ def check_models(models: Path, folds: list[int], model: str) -> list[Path]:
 def build(out: Path, models: Path, params_file: Path, dataset_id: str | None, title: str | None,
           prepared: Path = Path("data/prepared")) -> Path:
     """Write the export folder ``out`` (replaced whole if it is an earlier export)."""
-    p = load_params(params_file, check_names=False)
+    p = load(params_file)
     model_paths = check_models(models, p.folds, p.model)
-    bind_labels(get_task(p.task), prepared)  # one line now if predict.py could not decode
+    bind_labels(task_for(p), prepared)  # one line now if predict.py could not decode
     labels = read_labels(prepared)
     if out.exists() and any(out.iterdir()) and not (out / "dataset-metadata.json").is_file():
         raise FoldwiseError(f"{out}: exists and is not a foldwise export; choose a new folder")
-    competition = get_task(p.task).competition
+    competition = task_for(p).competition
     dataset_id = dataset_id or default_id(p.task, p.model)
     if not re.fullmatch(r"[^/\s]+/[a-z0-9][a-z0-9-]{2,49}", dataset_id):
         raise FoldwiseError(f"--id: '{dataset_id}' must be <user>/<slug>, slug 3-50 of a-z, 0-9 and -")

@@ -45,10 +45,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="the submission CSV, e.g. data/submission.csv or data/blend/submission.csv")
     parser.add_argument("-m", "--message", required=True, help="the submission's description on Kaggle")
     args = parser.parse_args(argv)
-    from ..core.params import load_params  # the task registry loads torch: not needed for --help
+    from ..params import load  # the task registry may load torch: not needed for --help
     from ..tasks import get_task
 
-    competition = get_task(load_params(check_names=False).task).competition
+    competition = get_task(load().task).competition
     kaggle_submit(args.file, args.message, competition)
     print(f"kaggle-submit: {args.file} sent to {competition}; see `kaggle competitions submissions -c {competition}`")
 

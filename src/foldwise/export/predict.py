@@ -2,7 +2,7 @@
 
     python predict.py --data /kaggle/input/<competition> --out submission.csv
 
-Needs torch, timm, numpy and pandas (HMS also pyarrow, as every Kaggle image has); not foldwise.
+Needs torch, timm, numpy, pandas and pydantic (HMS also pyarrow, as every Kaggle image has); not foldwise.
 It runs foldwise's own preprocessing, TTA and fold averaging from the vendored copy beside it
 (``foldwise_kaggle/``), with the params of the exported run (``params.json``) and the labels its
 preprocess recorded (``labels.json``, e.g. the image task's classes), so it reproduces that run's
@@ -24,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from foldwise_kaggle.core.errors import FoldwiseError  # noqa: E402
-from foldwise_kaggle.core.params import parse_params  # noqa: E402
+from foldwise_kaggle.params import parse  # noqa: E402
 from foldwise_kaggle.engine.datasets import ShardDataset  # noqa: E402
 from foldwise_kaggle.engine.inference import predict_folds  # noqa: E402
 from foldwise_kaggle.prepared.shards import ShardReader, write_shards  # noqa: E402
@@ -34,9 +34,9 @@ from foldwise_kaggle.tasks import get_task  # noqa: E402
 def predict_test(data: Path, batch_size: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(submission, test predictions: id + prob columns, averaged as the infer stage writes them) for
     the competition folder ``data``."""
-    params = parse_params(json.loads((HERE / "params.json").read_text()), source="params.json", check_names=False)
+    params = parse(json.loads((HERE / "params.json").read_text()), source="params.json")
     labels = json.loads((HERE / "labels.json").read_text())
-    task = get_task(params.task).with_labels(labels, "labels.json")
+    task = get_task(params.task).for_params(params).with_labels(labels, "labels.json")
     table = task.read_table(data, "test", params).reset_index(drop=True)
     meta = table[task.meta_columns(params)].to_numpy(dtype=np.float32)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

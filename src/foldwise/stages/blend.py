@@ -1,6 +1,6 @@
 """Stage ``blend``: a weighted blend of finished runs (experiments or git revisions).
 
-params: task, blend (runs, method), <task>
+params: see PARAMS below (dvc.yaml's list is generated from it)
 deps:   its code only. Each run's data/oof.csv, data/test_preds.csv, data/prepared/labels.json and sample
         submission are read from that run's revision through dvc.api, so changing ``blend.runs`` reruns
         this stage alone.
@@ -23,11 +23,13 @@ import pandas as pd
 from ..core.atomic import atomic_dir, write_csv
 from ..core.errors import FoldwiseError, run_stage
 from ..core.live import open_live
-from ..core.params import load_params
 from ..ensemble.runs import read_run_csv, read_run_text
 from ..ensemble.weights import blend, fit_weights, held_out_blend, rank_transform
 from ..prepared import LABELS_FILE
-from ..tasks import get_task
+from .params import TASK_GROUP, load_stage, task_for
+
+PARAMS = ("task", "blend", TASK_GROUP)  # images: which columns are targets and how they decode
+CHECKS = ()
 
 OOF = "data/oof.csv"
 TEST_PREDS = "data/test_preds.csv"
@@ -148,8 +150,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--live", type=Path, required=True)
     parser.add_argument("--repo", default=".", help="the DVC repository the runs belong to")
     args = parser.parse_args(argv)
-    p = load_params(check_names=False)
-    task = get_task(p.task)
+    p = load_stage("blend", PARAMS, CHECKS)
+    task = task_for(p)
     runs = list(p.blend.runs)
     if not runs:
         with atomic_dir(args.out), open_live(args.live):

@@ -1,6 +1,6 @@
 """Stage ``download``: the raw competition data in the exact Kaggle layout.
 
-params: task, seed, data (source, path), synthetic (n_train, n_test, strength)
+params: see PARAMS below (dvc.yaml's list is generated from it)
 outs:   data/raw/
 """
 from __future__ import annotations
@@ -10,17 +10,19 @@ from pathlib import Path
 
 from ..core.atomic import atomic_dir
 from ..core.errors import FoldwiseError, run_stage
-from ..core.params import load_params
 from ..sources import copy_local, kaggle_download
-from ..tasks import get_task
+from .params import TASK_GROUP, load_stage, task_for
+
+PARAMS = ("task", "seed", "data", "synthetic", TASK_GROUP)  # images: its file names find and check the layout
+CHECKS = ("model", "weights")  # fail fast: the first stage of a run
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    p = load_params()
-    task = get_task(p.task)
+    p = load_stage("download", PARAMS, CHECKS)
+    task = task_for(p)
     with atomic_dir(args.out) as tmp:
         if p.data.source == "synthetic":
             s = p.synthetic

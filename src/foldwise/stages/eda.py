@@ -1,6 +1,6 @@
 """Stage ``eda``: look at the data before training, as DVC plots.
 
-params: task, seed, eda (max_images, grid, bins), <task>
+params: see PARAMS below (dvc.yaml's list is generated from it)
 deps:   data/raw/, data/prepared/, data/folds.csv
 outs:   metrics/eda/ (rendered by dvc.yaml's ``eda_*`` plots):
         balance.json  one row per (fold, class): count and share of the fold (regression: per
@@ -22,10 +22,12 @@ from PIL import Image
 from ..core.atomic import atomic_dir
 from ..core.errors import FoldwiseError, run_stage
 from ..core.names import safe_file_name
-from ..core.params import load_params
 from ..prepared import bind_labels, load_split, read_folds
 from ..prepared.display import to_display_bytes
-from ..tasks import get_task
+from .params import TASK_GROUP, load_stage, task_for
+
+PARAMS = ("task", "seed", "n_splits", "eda", TASK_GROUP)  # n_splits: the raw train table's strata
+CHECKS = ()
 
 TILE_GAP = 2  # pixels between the images of a sample grid
 
@@ -108,8 +110,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--folds", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    p = load_params(check_names=False)
-    task = bind_labels(get_task(p.task), args.prepared)
+    p = load_stage("eda", PARAMS, CHECKS)
+    task = bind_labels(task_for(p), args.prepared)
     index, reader = load_split(args.prepared, "train")
     fold = read_folds(args.folds, index)
     missing = [c for c in task.target_columns if c not in index]

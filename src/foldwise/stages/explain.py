@@ -5,7 +5,7 @@ HMS the row's KL); the ``n_worst`` largest and the ``n_confident`` smallest are 
 model that predicted them out of fold: Grad-CAM for CNNs, attention rollout for ViT-style models
 (``explain.method``).
 
-params: task, explain (n_worst, n_confident, method)
+params: see PARAMS below (dvc.yaml's list is generated from it)
 deps:   data/prepared/ (images, labels.json), data/models/, data/oof.csv
 outs:   metrics/explain/{worst,confident}/<rank>_<id>.png (image plots of dvc.yaml)
 """
@@ -21,14 +21,16 @@ import torch
 from ..core.atomic import atomic_dir
 from ..core.errors import FoldwiseError, run_stage
 from ..core.names import safe_file_name
-from ..core.params import load_params
 from ..engine.inference import load_fold_model
 from ..engine.runtime import select_device
 from ..explain.maps import explained_output, resolve_method, saliency
 from ..explain.render import compose, save_png
 from ..prepared import bind_labels, load_split, meta_matrix
 from ..prepared.display import to_display
-from ..tasks import get_task
+from .params import TASK_GROUP, load_stage, task_for
+
+PARAMS = ("task", "model", "explain", TASK_GROUP)
+CHECKS = ()
 
 METHOD_TITLES = {"gradcam": "Grad-CAM", "rollout": "attention rollout"}
 
@@ -87,8 +89,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--oof", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    p = load_params()
-    task = bind_labels(get_task(p.task), args.prepared)
+    p = load_stage("explain", PARAMS, CHECKS)
+    task = bind_labels(task_for(p), args.prepared)
     index, reader = load_split(args.prepared, "train")
     meta = meta_matrix(index)
     oof = read_oof(args.oof, task, index)

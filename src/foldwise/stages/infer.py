@@ -1,7 +1,7 @@
 """Stage ``infer``: every trained fold model (``folds``) predicts the test set (with TTA); predictions
 are averaged.
 
-params: task, folds, infer (tta, batch_size)
+params: see PARAMS below (dvc.yaml's list is generated from it)
 deps:   data/prepared/, data/models/
 outs:   data/test_preds.csv (id, <prob col>...): averaged, not yet decoded (submit decodes)
 """
@@ -15,12 +15,15 @@ import pandas as pd
 
 from ..core.atomic import write_csv
 from ..core.errors import run_stage
-from ..core.params import load_params
 from ..engine.datasets import ShardDataset
 from ..engine.inference import predict_folds
 from ..engine.runtime import select_device
 from ..prepared import bind_labels, load_split, meta_matrix
-from ..tasks import get_task
+from .params import TASK_GROUP, load_stage, task_for
+
+PARAMS = ("task", "folds", "n_splits", "infer", "train.amp", "train.channels_last", "train.num_workers", "train.threads",
+          TASK_GROUP)
+CHECKS = ()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,8 +32,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    p = load_params()
-    task = bind_labels(get_task(p.task), args.prepared)
+    p = load_stage("infer", PARAMS, CHECKS)
+    task = bind_labels(task_for(p), args.prepared)
     index, reader = load_split(args.prepared, "test")
     dataset = ShardDataset(reader, np.arange(len(index)), meta=meta_matrix(index))
     mean = predict_folds([args.models / f"fold_{k}" for k in p.folds], dataset, task, p, select_device())

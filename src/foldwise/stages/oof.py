@@ -3,7 +3,7 @@
 Only the folds in ``folds`` are scored: with ``folds: [0]`` of ``n_splits: 5`` the CV score is fold 0's
 rows alone, and ``cv/n_folds`` says so.
 
-params: task, folds, infer (tta, batch_size), metrics (extra)
+params: see PARAMS below (dvc.yaml's list is generated from it)
 deps:   data/prepared/, data/folds.csv, data/models/
 outs:   data/oof.csv (id, fold, true_<col>..., [<prob col>...,] <pred col>...; only the trained folds'
         rows): the averaged predictions, then the task's decoded submission columns (prob cols only
@@ -23,13 +23,16 @@ import pandas as pd
 from ..core.atomic import write_csv
 from ..core.errors import FoldwiseError, run_stage
 from ..core.live import open_live
-from ..core.params import load_params
 from ..engine.datasets import ShardDataset
 from ..engine.inference import predict_folds
 from ..engine.runtime import select_device
 from ..prepared import bind_labels, load_split, meta_matrix, read_folds
-from ..tasks import get_task
 from ..tasks.common.scorers import extra_scorers, score_all
+from .params import TASK_GROUP, load_stage, task_for
+
+PARAMS = ("task", "folds", "n_splits", "infer", "metrics", "train.amp", "train.channels_last", "train.num_workers",
+          "train.threads", TASK_GROUP)
+CHECKS = ("scorers",)
 
 
 def fold_curves(models: Path, folds: list[int], metric_key: str) -> list[dict]:
@@ -68,8 +71,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--live", type=Path, required=True)
     args = parser.parse_args(argv)
-    p = load_params()
-    task = bind_labels(get_task(p.task), args.prepared)
+    p = load_stage("oof", PARAMS, CHECKS)
+    task = bind_labels(task_for(p), args.prepared)
     index, reader = load_split(args.prepared, "train")
     fold_of = read_folds(args.folds, index, p.n_splits)
     scored = np.flatnonzero(np.isin(fold_of, p.folds))  # rows of the trained folds, in index order

@@ -1,6 +1,6 @@
 """Stage ``preprocess``: raw data -> training-ready image shards and an index per split.
 
-params: task, img_size, n_splits, <task> (e.g. seti.frames, seti.stack)
+params: see PARAMS below (dvc.yaml's list is generated from it)
 deps:   data/raw/
 outs:   data/prepared/ (train.csv, train_NNN.npy, test.csv, test_NNN.npy, labels.json: what the train
         labels mean where params leave it open, e.g. images' classes; read by every later stage)
@@ -15,10 +15,12 @@ from tqdm import tqdm
 
 from ..core.atomic import atomic_dir, write_csv
 from ..core.errors import run_stage
-from ..core.params import load_params
 from ..prepared import META_PREFIX, index_path, labels_path, write_labels
 from ..prepared.shards import write_shards
-from ..tasks import get_task
+from .params import TASK_GROUP, load_stage, task_for
+
+PARAMS = ("task", "img_size", "n_splits", TASK_GROUP)  # n_splits: petfinder and images size their strata by it
+CHECKS = ()
 
 
 def index_table(table, task, params, split: str):
@@ -37,8 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--raw", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    p = load_params(check_names=False)
-    task = get_task(p.task)
+    p = load_stage("preprocess", PARAMS, CHECKS)
+    task = task_for(p)
     task.check_layout(args.raw)
     labels = task.fit_labels(args.raw, p)
     task = task.with_labels(labels, str(labels_path(args.out)))

@@ -1,6 +1,6 @@
 """Stage ``pretrained``: the weights ``train`` starts from, as a versioned file (or "none").
 
-params: model, img_size, train.pretrained, train.weights, train.weights_partial
+params: see PARAMS below (dvc.yaml's list is generated from it)
 outs:   data/pretrained/ (source.json; weights.safetensors when train.pretrained or train.weights is set)
 
 ``train.weights: FILE`` wins; else ``train.pretrained: true`` takes timm's weights for ``model``
@@ -18,15 +18,18 @@ import argparse
 from pathlib import Path
 
 from ..core.errors import run_stage
-from ..core.params import load_params
 from ..engine.pretrained import WEIGHTS_FILE, write_pretrained
+from .params import TASK_GROUP, load_stage
+
+PARAMS = ("task", "model", "img_size", "train.pretrained", "train.weights", "train.weights_partial", TASK_GROUP)
+CHECKS = ("model", "weights")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    p = load_params()
+    p = load_stage("pretrained", PARAMS, CHECKS)
     info = write_pretrained(args.out, p.model, p.train.pretrained, p.train.weights, p.train.weights_partial)
     if info["pretrained"]:
         print(f"pretrained: {p.model} from {info['source']} -> {args.out / WEIGHTS_FILE} (sha256 {info['sha256'][:12]}): "

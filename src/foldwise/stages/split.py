@@ -1,6 +1,6 @@
 """Stage ``split``: assign every training sample to a fold, stratified (and grouped where the task has groups).
 
-params: seed, n_splits (not folds: which folds train does not change the split)
+params: see PARAMS below (dvc.yaml's list is generated from it)
 deps:   data/prepared/train.csv
 outs:   data/folds.csv (id, fold)
 """
@@ -15,7 +15,10 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from ..core.atomic import write_csv
 from ..core.errors import FoldwiseError, run_stage
-from ..core.params import load_params
+from .params import load_stage
+
+PARAMS = ("seed", "n_splits")  # not folds: which folds train does not change the split
+CHECKS = ()
 
 
 def assign_folds(index: pd.DataFrame, n_folds: int, seed: int) -> np.ndarray:
@@ -57,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--index", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    p = load_params(check_names=False)
+    p = load_stage("split", PARAMS, CHECKS)
     if not args.index.is_file():
         raise FoldwiseError(f"{args.index}: missing; run the preprocess stage")
     index = pd.read_csv(args.index, dtype={"id": str})

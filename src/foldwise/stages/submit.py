@@ -1,7 +1,7 @@
 """Stage ``submit``: the submission, validated against the task's template (``sample_submission.csv``;
 mask: ``eval/info.csv``), with the averaged test predictions decoded by the task.
 
-params: task, <task>
+params: see PARAMS below (dvc.yaml's list is generated from it)
 deps:   data/raw/ (its submission template), data/test_preds.csv, data/prepared/labels.json (how to decode)
 outs:   data/submission.csv (same ids, order and columns as the template)
 """
@@ -14,10 +14,12 @@ import pandas as pd
 
 from ..core.atomic import write_csv
 from ..core.errors import FoldwiseError, run_stage
-from ..core.params import load_params
 from ..prepared import bind_labels
-from ..tasks import get_task
 from ..tasks.common.tables import read_csv_checked
+from .params import TASK_GROUP, load_stage, task_for
+
+PARAMS = ("task", TASK_GROUP)  # images: which columns are targets and how they decode
+CHECKS = ()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="the prepared data; only its labels.json is read")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    task = bind_labels(get_task(load_params(check_names=False).task), args.prepared)
+    task = bind_labels(task_for(load_stage("submit", PARAMS, CHECKS)), args.prepared)
     sample_path = args.raw / task.sample_submission
     sample = read_csv_checked(sample_path, [])
     sample[sample.columns[0]] = pd.read_csv(sample_path, usecols=[0], dtype=str).iloc[:, 0]  # ids verbatim

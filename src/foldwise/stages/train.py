@@ -1,6 +1,6 @@
 """Stage ``train@k``: fit one fold and keep its best epoch's weights and validation predictions.
 
-params: task, seed, model, img_size, epochs, batch_size, lr, weight_decay, train, augment
+params: see PARAMS below (dvc.yaml's list is generated from it)
 deps:   data/prepared/, data/folds.csv, data/pretrained/ (the weights to start from, or "none")
 outs:   data/models/fold_<k>/ (model.pt, val_preds.csv, history.csv),
         metrics/train/fold_<k>/ (dvclive: train/loss, val/loss, val/<metric>, lr per epoch; cached, not
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -24,7 +23,6 @@ import pandas as pd
 from ..core.atomic import atomic_dir, write_csv
 from ..core.errors import FoldwiseError, run_stage
 from ..core.live import open_live
-from ..core.params import load_params
 from ..engine import checkpoint, distributed
 from ..engine.datasets import ShardDataset
 from ..engine.inference import MODEL_FILE, save_fold_model
@@ -34,7 +32,11 @@ from ..engine.runtime import configure_threads, resolve_threads
 from ..engine.training import Trainer
 from ..engine.transforms import build_train_transform
 from ..prepared import bind_labels, index_path, load_split, meta_matrix, read_folds
-from ..tasks import get_task
+from .params import TASK_GROUP, load_stage, task_for
+
+PARAMS = ("task", "seed", "model", "img_size", "n_splits", "epochs", "batch_size", "lr", "weight_decay", "train",
+          "augment", "infer.batch_size", TASK_GROUP)  # infer.batch_size: the validation batches
+CHECKS = ("model", "augment", "weights")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,12 +49,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--pretrained", type=Path, default=None, help="the pretrained stage's output folder")
     args = parser.parse_args(argv)
-    p = load_params()
+    p = load_stage("train", PARAMS, CHECKS)
     threads = resolve_threads(p.train.threads)  # a DDP fold's processes share them (distributed.setup)
     configure_threads(threads)
-    task = bind_labels(get_task(p.task), args.prepared)
-    if args.fold not in p.folds:
-        raise FoldwiseError(f"--fold {args.fold} is not in params folds {p.folds}")
+    task = bind_labels(task_for(p), args.prepared)
+    if args.fold not in p.unchecked.folds:  # a guard, not a read: which other folds train does not change this one
+        raise FoldwiseError(f"--fold {args.fold} is not in params folds {p.unchecked.folds}")
     if p.train.nproc > 1 and not distributed.launched():
         distributed.launch(p.train.nproc, "foldwise.stages.train", sys.argv[1:] if argv is None else argv)
         return
@@ -84,7 +86,7 @@ def _train_fold(args, p, task, ctx: distributed.Dist, device) -> None:
     trainer = Trainer(task, p, args.fold, train_ds, labels, val_ds, reader.image_shape[-1], meta.shape[1],
                       ctx, device, pretrained=pretrained, pretrained_dir=args.pretrained)
     # Neither inference settings nor which other folds train change this fold's training.
-    train_params = dataclasses.replace(p, infer=None, folds=None)
+    train_params = p.unchecked.model_dump(exclude={"infer", "folds"})
     fingerprint = checkpoint.fingerprint(
         train_params, args.fold, [args.folds, index_path(args.prepared, "train")]
         + ([args.pretrained / SOURCE_FILE] if args.pretrained else [])

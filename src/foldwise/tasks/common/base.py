@@ -25,12 +25,12 @@ Conventions shared by all tasks:
   ``targets_from_labels`` reads those back (blend, explain).
 - Where params leave the labels open (``images.classes: []``), ``fit_labels`` learns them from the raw
   train data, preprocess records them with the prepared data, and later stages apply the record with
-  ``with_labels``, which returns a configured copy: the registry's task object stays as params made it.
+  ``with_labels``, which returns a configured copy. A task whose columns depend on its params group
+  (``images``) is set up the same way, by ``for_params``: the registry's task objects never change.
 tests/test_task_contract.py checks these for every task.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Iterator
 
@@ -41,11 +41,6 @@ from ...core.errors import FoldwiseError
 
 if TYPE_CHECKING:  # torch loads only where a tensor is made (a task's loss and logits_to_probs), not with the task
     import torch
-
-
-@dataclass(frozen=True)
-class NoParams:
-    """A task without its own params group."""
 
 
 class Task:
@@ -59,7 +54,6 @@ class Task:
     rank_metric: ClassVar[bool] = False  # the metric sees only the order of predictions (e.g. ROC-AUC)
     target_columns: ClassVar[list[str]]
     pred_columns: ClassVar[list[str]]
-    Params: ClassVar[type] = NoParams
     # What ``augment.train: auto`` means: only transforms that keep the label true for this data.
     train_augment: ClassVar[list[dict]] = []
     # What scale ``iter_images`` yields: "standardised" (each image, or each window, to mean 0 and
@@ -81,9 +75,11 @@ class Task:
                     f"(expected {', '.join(self.required_files())})"
                 )
 
-    def configure(self, params: Any) -> None:
-        """Called by the params loader for the active task. A task whose layout, columns or metric
-        depend on its params group (the generic ``images`` task) sets them here; a no-op otherwise."""
+    def for_params(self, params: Any) -> Task:
+        """This task as ``params`` configure it: a configured copy where its layout, columns or metric
+        depend on its params group (the generic ``images`` task), the task itself otherwise; one line on
+        a contradiction inside the group. The registry's task object is never changed."""
+        return self
 
     def required_files(self) -> list[str]:
         return [self.marker_file, self.sample_submission]

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from .layout import (CHAINS, CLASSES, SPEC_COLUMNS, VOTE_COLUMNS, _freq_label, load_spectrogram, log_power,
                      read_test_table, read_train_table, spectrogram_window, window_to_image)
-from .params import HmsParams
+from ...params.task_groups import HmsParams
 from .synthetic import class_signature, generate
 from .task import TASK, HmsTask, kaggle_kl, kaggle_kl_rows
 

@@ -14,7 +14,7 @@ import pandas as pd
 from ...core.errors import FoldwiseError
 from ..common.imaging import resize_area
 from ..common.tables import check_choices, check_filled, check_numbers, check_unique, csv_row, read_csv_checked
-from .params import HmsParams
+from ...params.task_groups import HmsParams
 
 CHAINS = ("LL", "RL", "LP", "RP")
 LEFT, RIGHT = (0, 2), (1, 3)  # chain indices of LL, LP and RL, RP

@@ -11,7 +11,6 @@ from ...core.errors import FoldwiseError
 from ..common.base import Task
 from .layout import (CHAINS, CLASSES, EPS, VOTE_COLUMNS, iter_loaded, read_test_table, read_train_table,
                      spectrogram_window, window_to_image)
-from .params import HmsParams
 
 if TYPE_CHECKING:
     import torch
@@ -24,7 +23,6 @@ class HmsTask(Task):
     greater_is_better = False
     target_columns = list(VOTE_COLUMNS)
     pred_columns = list(VOTE_COLUMNS)
-    Params = HmsParams
     # Images are (frequency, time): reversing time keeps the class, mirroring frequency would turn
     # 1-3 Hz delta into 17-19 Hz activity (it cost 0.1-0.2 KL per fold on the synthetic data).
     train_augment = [{"HorizontalFlip": {"p": 0.5}}]

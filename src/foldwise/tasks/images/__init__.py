@@ -34,7 +34,8 @@ every kind can be tried on it.
 """
 from __future__ import annotations
 
-from .params import KINDS, SHAPES, ImagesParams
+from ...params.task_groups import KINDS, ImagesParams
+from .synthetic import SHAPES
 from .targets import combination_strata, quantile_strata
 from .task import TASK, ImagesTask
 

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from .params import SHAPES
 
+SHAPES = ("circle", "square", "triangle")  # the synthetic data's classes, images.classes' default
 SHAPE_RATES = (0.45, 0.35, 0.20)
 COLOURS = {(1, 0): (220, 40, 40), (0, 1): (40, 70, 220), (1, 1): (200, 40, 200), (0, 0): (40, 170, 60)}  # (red, blue)
 FORMATS = (("RGB", "png"), ("RGB", "jpg"), ("RGBA", "png"), ("L", "png"), ("P", "png"), ("L", "jpg"), ("CMYK", "jpg"))

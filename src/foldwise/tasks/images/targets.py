@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from ...core.errors import FoldwiseError
-from .params import ImagesParams
+from ...params.task_groups import ImagesParams
 
 PROB_PREFIX = "p_"
 

@@ -12,8 +12,8 @@ from ...core.errors import FoldwiseError
 from ..common.base import Task
 from ..common.imagefolder import load_image, raw_image_sizes
 from ..common.tables import check_filled, label_key, read_csv_checked, sorted_labels
-from .params import ImagesParams
 from .reading import read_test_table, read_train_table
+from ...params.task_groups import ImagesParams
 from .targets import PROB_PREFIX, binned_pairs, check_group
 
 if TYPE_CHECKING:
@@ -24,7 +24,6 @@ class ImagesTask(Task):
     name = "images"
     competition = "an image folder (train/test CSV + images)"
     on_kaggle = False
-    Params = ImagesParams
     image_scale = "imagenet"  # load_image: RGB / 255, then (x - IMAGENET_MEAN) / IMAGENET_STD
     # Shapes keep their class, colour, size and fill under flips.
     train_augment = [{"HorizontalFlip": {"p": 0.5}}, {"VerticalFlip": {"p": 0.5}}]
@@ -33,8 +32,11 @@ class ImagesTask(Task):
         self.configure_group(ImagesParams())
 
     # ---- set up from params.yaml's images group --------------------------------------------------
-    def configure(self, params: Any) -> None:
-        self.configure_group(params.tasks["images"])
+    def for_params(self, params: Any) -> ImagesTask:
+        """A copy set up from ``params.images`` (see ``configure_group``)."""
+        task = copy.copy(self)
+        task.configure_group(params.images)
+        return task
 
     def configure_group(self, ip: ImagesParams) -> None:
         """Columns, classes and metric name from an ``images`` group; one line on a contradiction."""

@@ -18,7 +18,7 @@ of the three softmaxes.
 """
 from __future__ import annotations
 
-from .params import MaskParams
+from ...params.task_groups import MaskParams
 from .task import CLASS_COLUMNS, HEADS, N_CLASSES, PHOTOS, TASK, MaskTask, age_group, class_code, split_code
 
 __all__ = ["CLASS_COLUMNS", "HEADS", "N_CLASSES", "PHOTOS", "TASK", "MaskParams", "MaskTask", "age_group",

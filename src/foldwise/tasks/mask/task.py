@@ -11,7 +11,6 @@ from ...core.errors import FoldwiseError
 from ..common.base import Task
 from ..common.imagefolder import images_by_stem, load_image, raw_image_sizes, require_image_files
 from ..common.tables import check_choices, check_filled, check_numbers, check_unique, csv_row, read_csv_checked
-from .params import MaskParams
 
 if TYPE_CHECKING:
     import torch
@@ -56,7 +55,6 @@ class MaskTask(Task):
     target_columns = ["ans"]
     pred_columns = ["ans"]
     prob_columns = CLASS_COLUMNS
-    Params = MaskParams
     image_scale = "imagenet"  # load_image: RGB / 255, then (x - IMAGENET_MEAN) / IMAGENET_STD
     # A mirrored face keeps its mask, gender and age; an upside-down one is not a photo the eval set holds.
     train_augment = [{"HorizontalFlip": {"p": 0.5}}]

@@ -17,7 +17,7 @@ the mean while an image model can.
 from __future__ import annotations
 
 from ..common.imagefolder import IMAGENET_MEAN, IMAGENET_STD
-from .params import PetfinderParams
+from ...params.task_groups import PetfinderParams
 from .synthetic import synthetic_flags, synthetic_score
 from .task import FLAGS, TARGET, TASK, PetfinderTask, merge_sparse_bins, sturges_bins
 

@@ -12,7 +12,6 @@ from ...core.errors import FoldwiseError
 from ..common.base import Task
 from ..common.imagefolder import load_image, raw_image_sizes
 from ..common.tables import check_filled, check_numbers, check_unique, read_csv_checked
-from .params import PetfinderParams
 
 if TYPE_CHECKING:
     import torch
@@ -30,7 +29,6 @@ class PetfinderTask(Task):
     greater_is_better = False
     target_columns = [TARGET]
     pred_columns = [TARGET]
-    Params = PetfinderParams
     # Mirror and upside-down photos, as the seed's augmenter does (its ratings do not depend on them).
     train_augment = [{"HorizontalFlip": {"p": 0.5}}, {"VerticalFlip": {"p": 0.5}}]
     image_scale = "imagenet"  # load_photo: RGB / 255, then (x - IMAGENET_MEAN) / IMAGENET_STD

@@ -12,7 +12,7 @@ present in the ON frames only; interference shows up in all six frames.
 """
 from __future__ import annotations
 
-from .params import SetiParams
+from ...params.task_groups import SetiParams
 from .synthetic import synthetic_cadence
 from .task import CADENCE_SHAPE, ON_FRAMES, TASK, SetiTask, cadence_to_image, load_cadence
 

@@ -11,7 +11,6 @@ from ...core.errors import FoldwiseError
 from ..common.base import Task
 from ..common.imaging import resize_area
 from ..common.tables import read_csv_checked
-from .params import SetiParams
 
 if TYPE_CHECKING:
     import torch
@@ -29,7 +28,6 @@ class SetiTask(Task):
     rank_metric = True
     target_columns = ["target"]
     pred_columns = ["target"]
-    Params = SetiParams
     # A needle stays a needle reversed in time or mirrored in frequency (the seed's flips).
     train_augment = [{"HorizontalFlip": {"p": 0.5}}, {"VerticalFlip": {"p": 0.5}}]
 
