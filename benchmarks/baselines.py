@@ -238,6 +238,8 @@ def run_row(row: str, tmp: Path, args) -> dict:
             run_stage(cmds[name], workdir, log)
         result["data_s"] = time.perf_counter() - start
         result.update(baselines(workdir))
+        print(f"baselines: {row}: linear {result['linear']:.4f}, constant {result['constant']:.4f}",
+              file=sys.stderr, flush=True)
         if not args.baselines_only:
             start = time.perf_counter()
             for name in [f"train@{k}" for k in folds] + ["oof"]:
