@@ -280,7 +280,7 @@ def margin(result: dict) -> tuple[float | None, float]:
 
 
 def print_table(results: list[dict]) -> None:
-    head = (f"{'row':20} {'metric':28} {'n':>5} {'default':>9} {'linear':>9} {'constant':>9} {'margin':>8} "
+    head = (f"{'row':20} {'metric':36} {'n':>5} {'default':>9} {'linear':>9} {'constant':>9} {'margin':>8} "
             f"{'needed':>7} {'goal':>5} {'train s':>8} {'load/core':>10}")
     print(head)
     print("-" * len(head))
@@ -290,7 +290,7 @@ def print_table(results: list[dict]) -> None:
         goal = "-" if lead is None else ("yes" if lead >= needed else "NO")
         train = f"{r['train_s']:8.0f}" if "train_s" in r else f"{'-':>8}"
         load = max(r["load_start"], r["load_end"])
-        print(f"{r['row']:20} {r['metric'] + (' (up)' if r['greater'] else ' (down)'):28} {r['n']:5d} "
+        print(f"{r['row']:20} {r['metric'] + (' (up)' if r['greater'] else ' (down)'):36} {r['n']:5d} "
               f"{fmt(r.get('default'))} {fmt(r['linear'])} {fmt(r['constant'])} "
               f"{(f'{lead:8.4f}' if lead is not None else f'{chr(45):>8}')} {needed:7.4f} {goal:>5} {train} "
               f"{load:6.2f} {'idle' if load < 0.5 else 'busy'}")
