@@ -21,38 +21,13 @@ from foldwise.engine import runtime
 from foldwise.engine.datasets import ShardDataset
 from foldwise.engine.inference import MODEL_FILE, predict_batches, predict_folds, save_fold_model
 from foldwise.engine.loaders import make_eval_loader
-from foldwise.engine.training import check_mixing, make_train_loader
+from foldwise.engine.mixing import mix_batch, one_hot
 from foldwise.tasks import get_task
-from test_recipe import _one_thread, make_params, make_trainer, shards, state_of, tiny_create_model  # noqa: F401
+from foldwise.engine.training import check_mixing, make_train_loader, mixed_classes
+from test_recipe import (CASES, CLASS_INDEX_CASES, _one_thread, make_params, make_trainer, shards,  # noqa: F401
+                         state_of, task_params, tiny_create_model)
 
 ROOT = Path(__file__).resolve().parents[1]
-
-# Every task and every images.kind, as params overrides.
-CASES = {
-    "seti": {"task": "seti"},
-    "hms": {"task": "hms"},
-    "petfinder": {"task": "petfinder"},
-    "mask-single": {"task": "mask"},
-    "mask-multi": {"task": "mask", "mask": {"head": "multi"}},
-    "images-binary": {"task": "images", "images": {"kind": "binary", "targets": ["filled"],
-                                                   "classes": ["no", "yes"], "metric": "roc_auc"}},
-    "images-multiclass": {"task": "images"},
-    "images-multilabel": {"task": "images", "images": {"kind": "multilabel", "targets": ["red", "blue"],
-                                                       "classes": [], "metric": "roc_auc"}},
-    "images-regression": {"task": "images", "images": {"kind": "regression", "targets": ["size"], "classes": [],
-                                                       "metric": "neg_root_mean_squared_error"}},
-}
-CLASS_INDEX_CASES = {"mask-single", "mask-multi", "images-multiclass"}
-
-
-@pytest.fixture
-def task_params():
-    """Factory: ``task_params(case, overrides)`` -> (task as the params configure it, params)."""
-    def factory(case: str, overrides: dict | None = None):
-        p = make_params(deep_update(dict(CASES[case]), overrides or {}))
-        return get_task(p.task).for_params(p), p
-    return factory
-
 
 def loss_inputs(task, p, case: str, n: int = 6):
     """Logits (n, num_logits) and valid targets (n, len(target_columns)) for ``task``'s loss."""
@@ -110,13 +85,31 @@ def test_class_index_losses_are_cross_entropies_of_the_index(task_params, case):
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_mixing_is_refused_once_for_class_index_targets(task_params, case):
-    task, p = task_params(case, {"augment": {"mixup_p": 0.5}})
+def test_mixed_loss_forward_makes_no_host_sync(task_params, case):
+    """CutMix/MixUp's targets (one-hot rows for class indices) reach the loss without a device read."""
+    task, p = task_params(case, {"augment": {"mixup_p": 1.0}})
+    loss_fn = task.loss(p)
+    logits, targets = loss_inputs(task, p, case)
+    classes = mixed_classes(loss_fn, task)
+    _, mixed = mix_batch(torch.zeros(len(targets), 1, 4, 4), targets, p.augment, np.random.default_rng(0), classes)
+    with OpLog() as log:  # the permutation's host->device copy happens once per batch, in mix_batch
+        if classes is not None:
+            one_hot(targets, classes)
+        loss = loss_fn(logits, mixed)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    assert not SYNC_OPS & set(log.ops), sorted(SYNC_OPS & set(log.ops))
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_max_mixing_is_refused_once_for_class_index_targets_only(task_params, case):
+    task, p = task_params(case, {"augment": {"mixup_p": 0.5, "mix_label": "max"}})
     if case in CLASS_INDEX_CASES:
-        with pytest.raises(FoldwiseError, match=f"task {task.name} trains on class indices; augment.cutmix_p"):
+        with pytest.raises(FoldwiseError, match=f"task {task.name} trains on class labels; augment.mix_label must be blend"):
             check_mixing(task.loss(p), p.augment, task.name)
     else:
         check_mixing(task.loss(p), p.augment, task.name)
+    task, p = task_params(case, {"augment": {"mixup_p": 0.5, "mix_label": "blend"}})
+    check_mixing(task.loss(p), p.augment, task.name)
 
 
 # ---- AMP on the CPU -------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from foldwise.engine.distributed import epoch_order
 from foldwise.engine.training import Trainer, balanced_weights, make_train_loader
 from foldwise.engine.transforms import build_train_transform
 from foldwise.prepared.shards import ShardReader, write_shards
-from foldwise.tasks import TASKS
+from foldwise.tasks import TASKS, get_task
 from foldwise.tasks.seti import TASK
 from test_params import base
 
@@ -53,6 +53,33 @@ def make_params(overrides: dict | None = None) -> Params:
     fields = set(Params.model_fields)
     raw = {k: v for k, v in raw.items() if k in fields or k in TASKS}  # groups of tasks not registered here
     return parse_params(deep_update(raw, copy.deepcopy(overrides or {})))
+
+
+# Every task and every images.kind, as params overrides.
+CASES = {
+    "seti": {"task": "seti"},
+    "hms": {"task": "hms"},
+    "petfinder": {"task": "petfinder"},
+    "mask-single": {"task": "mask"},
+    "mask-multi": {"task": "mask", "mask": {"head": "multi"}},
+    "images-binary": {"task": "images", "images": {"kind": "binary", "targets": ["filled"],
+                                                   "classes": ["no", "yes"], "metric": "roc_auc"}},
+    "images-multiclass": {"task": "images"},
+    "images-multilabel": {"task": "images", "images": {"kind": "multilabel", "targets": ["red", "blue"],
+                                                       "classes": [], "metric": "roc_auc"}},
+    "images-regression": {"task": "images", "images": {"kind": "regression", "targets": ["size"], "classes": [],
+                                                       "metric": "neg_root_mean_squared_error"}},
+}
+CLASS_INDEX_CASES = {"mask-single", "mask-multi", "images-multiclass"}
+
+
+@pytest.fixture
+def task_params():
+    """Factory: ``task_params(case, overrides)`` -> (task as the params configure it, params)."""
+    def factory(case: str, overrides: dict | None = None):
+        p = make_params(deep_update(dict(CASES[case]), overrides or {}))
+        return get_task(p.task).for_params(p), p
+    return factory
 
 
 def constant_images(n: int, h: int = 32, w: int = 32, c: int = 2) -> torch.Tensor:
@@ -114,18 +141,19 @@ def make_trainer(shards, monkeypatch):
     64 rows, batch 32, with the model swapped for TinyBackbone + the real FoldModel head."""
     monkeypatch.setattr(training, "create_model", tiny_create_model)
 
-    def factory(n: int = 64, overrides: dict | None = None) -> Trainer:
+    def factory(n: int = 64, overrides: dict | None = None, task=TASK, targets: np.ndarray | None = None) -> Trainer:
+        """``task`` and its ``targets`` (n, T) replace SETI and the 25% positives (the sampler's labels)."""
         p = make_params(deep_update({
             "model": MODEL, "img_size": IMG, "batch_size": 32, "epochs": 6, "seed": 0,
             "train": {"scheduler": "none", "num_workers": 0, "compile": False},
             "infer": {"batch_size": 64},
         }, overrides or {}))
         reader, labels = shards(n)
-        targets = labels[:, None].astype(np.float32)
+        targets = labels[:, None].astype(np.float32) if targets is None else targets.astype(np.float32)
         rows = np.arange(n)
         train_ds = ShardDataset(reader, rows, targets, None, build_train_transform(p.augment.train, 0))
         val_ds = ShardDataset(reader, rows[:16], targets[:16])
-        return Trainer(TASK, p, 0, train_ds, labels, val_ds, 1, 0)
+        return Trainer(task, p, 0, train_ds, labels, val_ds, 1, 0)
     return factory
 
 
@@ -279,6 +307,80 @@ def test_mix_batch_applies_each_mix_with_its_probability(monkeypatch, cutmix_p, 
     assert calls["cutmix"] + calls["mixup"] + unchanged == trials
     if cutmix_p == mixup_p == 0.0:
         assert unchanged == trials
+
+
+# ---- 3b. CutMix/MixUp for every task ------------------------------------------------------------
+def case_targets(task, case: str, n: int, seed: int = 0) -> torch.Tensor:
+    """Valid targets (n, len(target_columns)) for ``case``: class indices, PetFinder scores or [0, 1]."""
+    gen = torch.Generator().manual_seed(seed)
+    if case in CLASS_INDEX_CASES:
+        return torch.randint(0, task.num_outputs, (n, 1), generator=gen).float()
+    if case == "petfinder":
+        return torch.randint(1, 101, (n, 1), generator=gen).float()
+    return torch.rand(n, len(task.target_columns), generator=gen)
+
+
+def replay_mix(rng: np.random.Generator, augment, n: int, h: int, w: int) -> tuple[str, float, np.ndarray]:
+    """What ``mix_batch`` draws from ``rng``, drawn again: (which mix, lam, permutation)."""
+    draw = rng.random()
+    if draw < augment.cutmix_p:
+        y0, y1, x0, x1 = mixing.cutmix_box(h, w, float(rng.beta(augment.cutmix_alpha, augment.cutmix_alpha)), rng)
+        return "cutmix", 1.0 - (y1 - y0) * (x1 - x0) / (h * w), rng.permutation(n)
+    if draw < augment.cutmix_p + (1.0 - augment.cutmix_p) * augment.mixup_p:
+        return "mixup", float(rng.beta(augment.mixup_alpha, augment.mixup_alpha)), rng.permutation(n)
+    return "none", 1.0, np.arange(n)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+class TestMixingEveryTask:
+    """CutMix and MixUp train every task: class indices (mask single/multi head, images multiclass)
+    become one-hot rows, blended like any other target and read by the loss as soft targets."""
+
+    @pytest.mark.parametrize("mix", ["cutmix", "mixup"])
+    def test_mixed_targets_are_convex_combinations_of_the_pair(self, task_params, case, mix):
+        task, p = task_params(case, {"augment": {f"{mix}_p": 1.0}})
+        n = 8
+        targets = case_targets(task, case, n)
+        classes = training.mixed_classes(task.loss(p), task)
+        _, mixed = mix_batch(constant_images(n, 16, 16), targets, p.augment, np.random.default_rng(5), classes)
+        drawn, lam, perm = replay_mix(np.random.default_rng(5), p.augment, n, 16, 16)
+        assert drawn == mix and 0.0 < lam < 1.0
+        if case in CLASS_INDEX_CASES:
+            assert classes == task.num_outputs and mixed.shape == (n, classes)
+            rows = torch.nn.functional.one_hot(targets[:, 0].long(), classes).float()
+            torch.testing.assert_close(mixed.sum(1), torch.ones(n))  # still a class distribution
+        else:
+            assert classes is None
+            rows = targets
+        torch.testing.assert_close(mixed, lam * rows + (1 - lam) * rows[torch.from_numpy(perm)], rtol=0, atol=1e-6)
+
+    @pytest.mark.parametrize("smoothing", [0.0, 0.1])
+    def test_unmixed_rows_give_the_unmixed_loss(self, task_params, case, smoothing):
+        """lam = 1 keeps each row whole: for class indices the soft-target cross-entropy of the
+        one-hot rows equals the cross-entropy of the indices, label smoothing included."""
+        task, p = task_params(case, {"train": {"label_smoothing": smoothing}})
+        loss_fn = task.loss(p)
+        targets = case_targets(task, case, 6)
+        logits = torch.randn(6, task.num_logits(p), generator=torch.Generator().manual_seed(1))
+        classes = training.mixed_classes(loss_fn, task)
+        rows = targets if classes is None else mixing.one_hot(targets, classes)
+        kept = mixing.mix_targets(rows, torch.tensor([5, 4, 3, 2, 1, 0]), 1.0, "blend")
+        expected = loss_fn(logits, targets)
+        torch.testing.assert_close(loss_fn(logits, kept), expected)
+        if classes is not None:  # and a real blend moves the loss
+            blended = mixing.mix_targets(rows, torch.tensor([5, 4, 3, 2, 1, 0]), 0.6, "blend")
+            assert torch.isfinite(loss_fn(logits, blended)) and not torch.allclose(loss_fn(logits, blended), expected)
+
+    def test_a_mixed_trainer_epoch_learns(self, make_trainer, task_params, case):
+        task, _ = task_params(case)
+        n = 64
+        overrides = deep_update(dict(CASES[case]), {"epochs": 1, "augment": {"cutmix_p": 0.5, "mixup_p": 1.0}})
+        trainer = make_trainer(n, overrides, task=task, targets=case_targets(task, case, n).numpy())
+        before = state_of(trainer.model)
+        loss = trainer.train_epoch(0)
+        val_loss, preds = trainer.validate()
+        assert np.isfinite([loss, val_loss]).all() and preds.shape == (16, task.num_outputs)
+        assert not same_state(before, state_of(trainer.model))
 
 
 # ---- 4. balanced sampler ------------------------------------------------------------------------

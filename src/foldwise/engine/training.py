@@ -60,12 +60,19 @@ def make_train_loader(dataset: Dataset, labels: np.ndarray, p: Any, seed: int, c
 
 
 def check_mixing(loss_fn: torch.nn.Module, augment: Any, task_name: str) -> None:
-    """Refuse CutMix/MixUp for a loss whose targets are class indices (``loss_fn.class_targets``):
-    blended targets would be fractions of an index. Checked once here, not per batch in the loss,
-    where it would cost a device-to-host sync every step."""
-    if getattr(loss_fn, "class_targets", False) and (augment.cutmix_p or augment.mixup_p):
-        raise FoldwiseError(f"task {task_name} trains on class indices; augment.cutmix_p and augment.mixup_p "
-                            "must be 0 (mixing needs one 0/1 target column per class)")
+    """Refuse ``augment.mix_label: max`` for a loss whose targets are class indices
+    (``loss_fn.class_targets``): the maximum of two one-hot rows holds two 1s, no class distribution.
+    Checked once here, not per batch in the loss, where it would cost a device-to-host sync every step."""
+    if getattr(loss_fn, "class_targets", False) and (augment.cutmix_p or augment.mixup_p) \
+            and augment.mix_label == "max":
+        raise FoldwiseError(f"task {task_name} trains on class labels; augment.mix_label must be blend "
+                            "when augment.cutmix_p or augment.mixup_p is set (max gives two classes a 1 each)")
+
+
+def mixed_classes(loss_fn: torch.nn.Module, task) -> int | None:
+    """The one-hot width that CutMix/MixUp expand class-index targets to, or None for targets they
+    mix as they are. A class-index task predicts one probability per class: ``task.num_outputs``."""
+    return task.num_outputs if getattr(loss_fn, "class_targets", False) else None
 
 
 class Trainer:
@@ -116,6 +123,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.loss_fn = task.loss(p).to(self.device)
         check_mixing(self.loss_fn, p.augment, task.name)
+        self.mix_classes = mixed_classes(self.loss_fn, task)
         val_part = Subset(val_ds, shard_rows(len(val_ds), ctx.rank, ctx.world_size).tolist()) if ctx.enabled else val_ds
         self.val_loader = make_eval_loader(val_part, p.infer.batch_size, p.train.num_workers, self.device,
                                            ctx.local_world_size, p.train.threads)
@@ -143,7 +151,7 @@ class Trainer:
             targets = batch["target"].to(self.device, non_blocking=True)
             meta = batch["meta"].to(self.device, non_blocking=True) if "meta" in batch else None
             if p.augment.cutmix_p or p.augment.mixup_p:
-                images, targets = mix_batch(images, targets, p.augment, mix_rng)
+                images, targets = mix_batch(images, targets, p.augment, mix_rng, self.mix_classes)
             steps = (i + 1) % p.train.grad_accum == 0 or i + 1 == len(loader)
             # DDP all-reduces gradients in backward: only on the micro-batch that ends an optimizer step
             with contextlib.nullcontext() if steps or self.ddp is None else self.ddp.no_sync():

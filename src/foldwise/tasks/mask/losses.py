@@ -8,23 +8,28 @@ from .task import HEADS, N_CLASSES
 
 
 class MaskLoss(torch.nn.Module):
-    """Cross-entropy against the class in targets (N, 1). ``single``: one 18-way softmax; ``multi``:
-    logits (N, 8) = mask 3 | gender 2 | age 3, the sum of the three heads' cross-entropies."""
+    """Cross-entropy against targets (N, 1) of class indices, or (N, 18) of class probabilities (the
+    one-hot rows CutMix/MixUp blend). ``single``: one 18-way softmax; ``multi``: logits (N, 8) =
+    mask 3 | gender 2 | age 3, the sum of the three heads' cross-entropies, each head's soft target
+    the marginal of the 18-class one (a blend of its one-hot rows)."""
 
-    class_targets = True  # targets are class indices, which CutMix/MixUp cannot blend (the Trainer refuses them)
+    class_targets = True  # the Trainer mixes them as one-hot rows (engine/mixing.py)
 
     def __init__(self, head: str = "single", smoothing: float = 0.0):
         super().__init__()
         self.head, self.smoothing = head, smoothing
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        classes = targets.reshape(-1).long()  # whole class indices (mixing them is refused by the Trainer)
         logits = logits.float()
         ce = torch.nn.functional.cross_entropy
-        if self.head == "single":
-            return ce(logits, classes, label_smoothing=self.smoothing)
-        parts = torch.split(logits, HEADS, dim=1)
-        labels = (classes // 6, (classes // 3) % 2, classes % 3)
+        if targets.shape[1] == 1:
+            classes = targets.reshape(-1).long()
+            labels = (classes,) if self.head == "single" else (classes // 6, (classes // 3) % 2, classes % 3)
+        else:
+            probs = targets.float()
+            cube = probs.reshape(-1, *HEADS)  # (N, mask, gender, age) in class_code order
+            labels = (probs,) if self.head == "single" else (cube.sum((2, 3)), cube.sum((1, 3)), cube.sum((1, 2)))
+        parts = (logits,) if self.head == "single" else torch.split(logits, HEADS, dim=1)
         return sum(ce(part, label, label_smoothing=self.smoothing) for part, label in zip(parts, labels))
 
 

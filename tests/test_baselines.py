@@ -1,0 +1,62 @@
+"""benchmarks/baselines.py's pieces that decide a row: the per-fold linear and constant predictions,
+the margin the goal asks for, and its --set parsing. The pipeline runs themselves are the script's."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import baselines  # noqa: E402
+
+
+def two_blobs(n: int = 200, seed: int = 0):
+    """Features (n, 4) whose first column tells the class of y (n, 1), five folds of 40 rows."""
+    rng = np.random.default_rng(seed)
+    y = (np.arange(n) % 2).astype(float)[:, None]
+    x = rng.standard_normal((n, 4)) + 3.0 * y
+    return x, y, np.arange(n) % 5
+
+
+def test_constant_predicts_the_training_folds_class_shares():
+    x, y, fold_of = two_blobs()
+    y[:10] = 1.0  # fold shares differ from 0.5
+    preds = baselines.fold_predictions(x, y, fold_of, [0, 1, 2, 3, 4], "multiclass", 2, "constant")
+    for k in range(5):
+        held = fold_of == k
+        share = np.bincount(y[~held, 0].astype(int), minlength=2) / (~held).sum()
+        np.testing.assert_allclose(preds[held], np.tile(share, (held.sum(), 1)))
+
+
+@pytest.mark.parametrize("kind, n_out", [("binary", 1), ("multiclass", 2), ("regression", 1)])
+def test_linear_fits_each_fold_on_the_others_and_separates_blobs(kind, n_out):
+    x, y, fold_of = two_blobs()
+    preds = baselines.fold_predictions(x, y, fold_of, [0, 2], kind, n_out, "linear")
+    scored = np.isin(fold_of, [0, 2])
+    assert (preds[~scored] == 0).all()  # folds not asked for stay unpredicted
+    score = preds[scored, -1] if n_out == 2 else preds[scored, 0]
+    assert np.mean((score > 0.5) == (y[scored, 0] == 1)) > 0.95
+
+
+@pytest.mark.parametrize("row, expected", [
+    ({"metric": "f1", "greater": True, "linear": 0.33, "default": 0.40}, (0.07, 0.02)),
+    ({"metric": "accuracy", "greater": True, "linear": 0.97, "default": 0.98}, (0.01, 0.003)),  # 10% of 0.03
+    ({"metric": "rmse", "greater": False, "linear": 20.0, "default": 17.0}, (3.0, 2.0)),
+    ({"metric": "neg_root_mean_squared_error", "greater": True, "linear": -0.1, "default": -0.08}, (0.02, 0.01)),
+    ({"metric": "kl", "greater": False, "linear": 1.0}, (None, 0.1)),
+])
+def test_margin_is_the_lead_and_the_goal_is_002_or_a_tenth_of_the_error(row, expected):
+    lead, needed = baselines.margin(row)
+    assert (lead is None) == (expected[0] is None)
+    if lead is not None:
+        assert lead == pytest.approx(expected[0])
+    assert needed == pytest.approx(expected[1])
+
+
+def test_set_reads_dotted_keys_and_yaml_12_values():
+    assert baselines.dotted("train.lr=1e-3") == {"train": {"lr": 0.001}}
+    assert baselines.dotted("folds=[0]") == {"folds": [0]}
+    with pytest.raises(SystemExit, match="expected key=value"):
+        baselines.dotted("epochs")
