@@ -40,9 +40,8 @@ from ruamel.yaml import YAML
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from foldwise.core.params import load_params  # noqa: E402
+from foldwise.stages.params import load_params, task_for  # noqa: E402
 from foldwise.prepared import bind_labels, load_split, read_folds  # noqa: E402
-from foldwise.tasks import get_task  # noqa: E402
 
 DEFAULTS_FILE = ROOT / "benchmarks" / "task_defaults.yaml"
 POOL = 16  # the linear model's input: images average-pooled to POOL x POOL
@@ -185,7 +184,7 @@ def baselines(workdir: Path) -> dict:
 
 def fit_baselines(workdir: Path) -> dict:
     p = load_params(check_names=False)
-    task = bind_labels(get_task(p.task), workdir / "data/prepared")
+    task = bind_labels(task_for(p), workdir / "data/prepared")
     index, reader = load_split(workdir / "data/prepared", "train")
     fold_of = read_folds(workdir / "data/folds.csv", index, p.n_splits)
     scored = np.isin(fold_of, p.folds)  # as oof scores the default: the rows of the trained folds
