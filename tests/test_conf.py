@@ -1,0 +1,93 @@
+"""conf/ composes params.yaml as `dvc exp run -S` does with Hydra enabled: the generated config.yaml
+matches the declarations, the default composition is the committed params.yaml, and every task's
+defaults compose and validate. Composed in-process with Hydra's compose API, as dvc/utils/hydra.py does."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from ruamel.yaml import YAML
+
+from conftest import ROOT
+from foldwise import conf
+from foldwise.core.errors import FoldwiseError
+from foldwise.core.params import parse_params, read_params_file
+from foldwise.tasks import TASKS
+
+
+CONF = ROOT / "conf"
+
+
+def compose(*overrides: str) -> dict:
+    return conf.compose(list(overrides), CONF)
+
+
+def test_dvc_composes_params_yaml_from_conf():
+    dvc_config = (ROOT / ".dvc" / "config").read_text()
+    assert "[hydra]" in dvc_config and "enabled = true" in dvc_config
+
+
+def test_config_yaml_is_generated_from_the_declarations():
+    assert (CONF / "config.yaml").read_text() == conf.config_text(), "run: python -m foldwise.conf --write"
+
+
+def test_params_yaml_is_the_default_composition():
+    """The committed params.yaml is what `dvc exp run -S task=seti` writes: `dvc repro` and a
+    composed run agree on the default task."""
+    assert compose() == read_params_file(ROOT / "params.yaml")
+    assert compose("task=seti") == compose()
+
+
+def test_one_override_changes_one_value():
+    composed = compose("lr=1e-4")
+    assert composed.pop("lr") == 1e-4
+    default = compose()
+    default.pop("lr")
+    assert composed == default
+
+
+def test_every_task_has_its_defaults_file():
+    assert sorted(path.stem for path in (CONF / "task").glob("*.yaml")) == sorted(TASKS)
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_every_task_composes_and_validates(task):
+    composed = compose(f"task={task}")
+    assert composed["task"] == task
+    p = parse_params(composed, source=f"conf task={task}")
+    assert p.task == task
+
+
+@pytest.mark.parametrize("task", ["mask", "images"])
+def test_a_task_brings_its_own_defaults_and_a_key_override_still_wins(task):
+    own = compose(f"task={task}")
+    assert own["epochs"] > compose()["epochs"]  # the small class-label tasks train longer than SETI's default
+    assert compose(f"task={task}", "epochs=1")["epochs"] == 1
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_the_composed_file_reads_back_as_composed(task):
+    """DVC writes the composition with OmegaConf.to_yaml; the stages read it as YAML 1.2."""
+    composed = compose(f"task={task}")
+    assert YAML(typ="safe").load(conf.to_yaml(composed)) == composed
+
+
+def test_an_unknown_task_or_recipe_is_one_line_naming_the_choices():
+    with pytest.raises(FoldwiseError, match=r"recipe=nope.*seti_swin") as info:
+        compose("recipe=nope")
+    assert "\n" not in str(info.value)
+    with pytest.raises(FoldwiseError, match=r"task=nope.*mask"):
+        compose("task=nope")
+
+
+def test_the_command_prints_a_composition_and_fails_in_one_line(tmp_path):
+    env_cmd = [sys.executable, "-m", "foldwise.conf"]
+    shown = subprocess.run([*env_cmd, "task=mask", "epochs=2"], cwd=ROOT, capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert YAML(typ="safe").load(shown.stdout) == compose("task=mask", "epochs=2")
+    out = tmp_path / "params.yaml"
+    subprocess.run([*env_cmd, "recipe=seti_swin", "--out", str(out)], cwd=ROOT, check=True)
+    assert read_params_file(out) == compose("recipe=seti_swin")
+    bad = subprocess.run([*env_cmd, "recipe=nope"], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "recipe=nope" in bad.stderr
