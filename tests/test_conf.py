@@ -3,6 +3,7 @@ matches the declarations, the default composition is the committed params.yaml, 
 defaults compose and validate. Composed in-process with Hydra's compose API, as dvc/utils/hydra.py does."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -91,3 +92,42 @@ def test_the_command_prints_a_composition_and_fails_in_one_line(tmp_path):
     assert read_params_file(out) == compose("recipe=seti_swin")
     bad = subprocess.run([*env_cmd, "recipe=nope"], cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "recipe=nope" in bad.stderr
+
+
+# ---- docs/how-to/recipes.md -----------------------------------------------------------------------
+DOC = ROOT / "docs" / "how-to" / "recipes.md"
+
+
+def doc_blocks(lang: str) -> list[str]:
+    return [block.split("```", 1)[0] for block in DOC.read_text().split(f"```{lang}\n")[1:]]
+
+
+def test_the_docs_commands_compose_and_validate(capsys):
+    """Each `dvc exp run` line of the how-to composes (with its -S values) and loads; each
+    `python -m foldwise.conf` line runs and prints a composition."""
+    import shlex
+
+    lines = [line.split("  #", 1)[0].strip() for block in doc_blocks("bash") for line in block.splitlines()]
+    runs = [shlex.split(line) for line in lines if line.startswith("dvc exp run")]
+    assert len(runs) == 4
+    for tokens in runs:
+        assert tokens[:3] == ["dvc", "exp", "run"] and set(tokens[3::2]) == {"-S"}, tokens
+        parse_params(compose(*tokens[4::2]), source=" ".join(tokens), check_names=False)
+    shows = [shlex.split(line)[3:] for line in lines if line.startswith("python -m foldwise.conf")]
+    assert shows
+    for args in shows:
+        conf.main(["--conf", str(CONF), *args])
+        assert YAML(typ="safe").load(capsys.readouterr().out) == compose(*args)
+
+
+def test_the_docs_list_every_recipe_and_its_example_composes(tmp_path):
+    import shutil
+
+    listed = re.findall(r"^\| `(\w+)` \|", DOC.read_text(), flags=re.M)
+    assert sorted(listed) == conf.recipes(CONF)
+    example = next(block for block in doc_blocks("yaml") if "override /task" in block)
+    shutil.copytree(CONF, tmp_path / "conf")
+    (tmp_path / "conf" / "recipe" / "example.yaml").write_text(example)
+    composed = conf.compose(["recipe=example"], tmp_path / "conf")
+    assert composed["task"] == "petfinder" and composed["train"]["pretrained"] is True
+    parse_params(composed, source="the docs' example recipe", check_names=False)

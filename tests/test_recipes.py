@@ -3,6 +3,7 @@ selects its own task, loads and validates (default run), and trains one epoch on
 with weights from a tiny local hub cache (slow)."""
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,20 @@ def compose_recipe(name: str) -> dict:
     return conf.compose([f"recipe={name}"], ROOT / "conf")
 
 
+def recipe_values(name: str) -> dict:
+    """The values written in conf/recipe/<name>.yaml (its defaults list left out)."""
+    from omegaconf import OmegaConf
+
+    values = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "recipe" / f"{name}.yaml"))
+    values.pop("defaults", None)
+    return values
+
+
+def leaves(composed: dict, shape: dict) -> dict:
+    """``composed`` cut down to the keys of ``shape`` (nested)."""
+    return {k: leaves(composed[k], v) if isinstance(v, dict) else composed[k] for k, v in shape.items()}
+
+
 def test_the_write_ups_have_recipes():
     assert RECIPES == ["hms_resnet34d", "mask_resnet18", "petfinder_vit", "seti_efficientnet", "seti_swin"]
 
@@ -34,11 +49,12 @@ def test_every_recipe_composes_selects_its_task_and_validates(name):
     composed = compose_recipe(name)
     task = name.split("_")[0]
     assert composed["task"] == task  # through the recipe's `override /task`
-    p = parse_params(composed, source=f"conf recipe={name}", check_names=False)
+    p = parse_params(copy.deepcopy(composed), source=f"conf recipe={name}", check_names=False)  # it pops task groups
     check_augment_spec(p.augment.train, "augment.train")
     check_mixing(get_task(task).loss(p), p.augment, task)  # as the train stage checks it
     assert p.train.pretrained and pretrained_cfg(p.model).hf_hub_id  # timm knows these weights
     # a recipe's own values win over its task's defaults, and -S key=value over both
+    assert leaves(composed, recipe_values(name)) == recipe_values(name)
     assert conf.compose([f"recipe={name}", "epochs=1"], ROOT / "conf")["epochs"] == 1
 
 

@@ -88,11 +88,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("overrides", nargs="*", help="as after dvc exp run -S, e.g. task=mask recipe=seti_swin lr=1e-4")
     parser.add_argument("--write", action="store_true", help="regenerate conf/config.yaml from the declarations")
     parser.add_argument("--out", help="write the composed params here (e.g. params.yaml) instead of printing them")
+    parser.add_argument("--conf", type=Path, default=CONF_DIR, help="the config folder (default: conf)")
     args = parser.parse_args(argv)
     if args.write:
-        write_text(config_text(), CONF_DIR / f"{CONFIG_NAME}.yaml")
+        write_text(config_text(), args.conf / f"{CONFIG_NAME}.yaml")
         return
-    text = to_yaml(compose(args.overrides))
+    text = to_yaml(compose(args.overrides, args.conf))
     if args.out:
         write_text(text, args.out)
     else:
