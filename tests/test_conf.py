@@ -131,3 +131,21 @@ def test_the_docs_list_every_recipe_and_its_example_composes(tmp_path):
     composed = conf.compose(["recipe=example"], tmp_path / "conf")
     assert composed["task"] == "petfinder" and composed["train"]["pretrained"] is True
     parse_params(composed, source="the docs' example recipe", check_names=False)
+
+
+@pytest.mark.slow
+def test_dvc_exp_run_composes_a_recipe_and_exp_show_lists_its_values(tmp_path):
+    """The real `dvc exp run -S recipe=... -S key=...` in a copy of the project (download stage only):
+    params.yaml becomes the composition, and `dvc exp show` lists the recipe's resolved values."""
+    import json
+
+    from conftest import make_repo, run
+
+    repo = make_repo(tmp_path / "repo", {"synthetic": {"n_train": 40, "n_test": 4}})
+    run(["dvc", "exp", "run", "-n", "swin", "-S", "recipe=seti_swin", "-S", "epochs=1", "download"], repo)
+    expected = compose("recipe=seti_swin", "epochs=1", "synthetic.n_train=40", "synthetic.n_test=4")
+    assert read_params_file(repo / "params.yaml") == expected
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
+    swin = next(rev["data"]["params"]["params.yaml"]["data"] for row in shown for exp in row.get("experiments") or []
+                for rev in exp["revs"] if rev["name"] == "swin")
+    assert swin == expected
