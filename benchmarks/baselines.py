@@ -5,7 +5,8 @@ For every task (and every ``images`` kind) on its synthetic default data, and fo
 
 - default: the CV of the real pipeline (the stage commands of dvc.yaml: download, pretrained,
   preprocess, split, train@k for every fold, oof) run in a temporary copy, with params.yaml plus
-  benchmarks/task_defaults.yaml's overrides for the task (``--no-task-defaults``: params.yaml alone);
+  the task's own defaults from conf/task/<task>.yaml, as `dvc exp run -S task=<task>` composes them
+  (``--no-task-defaults``: params.yaml alone);
 - linear: a logistic regression (ridge for regression targets) on the prepared images average-pooled
   to 16x16 pixels, standardised, fitted per fold on the other folds of data/folds.csv;
 - constant: the training folds' class shares, vote shares or mean;
@@ -43,7 +44,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from foldwise.stages.params import load_params, task_for  # noqa: E402
 from foldwise.prepared import bind_labels, load_split, read_folds  # noqa: E402
 
-DEFAULTS_FILE = ROOT / "benchmarks" / "task_defaults.yaml"
+TASK_CONF = ROOT / "conf" / "task"
 POOL = 16  # the linear model's input: images average-pooled to POOL x POOL
 IMAGES_KINDS = {
     "multiclass": {},
@@ -76,11 +77,11 @@ def deep_update(base: dict, extra: dict) -> dict:
 
 
 def task_defaults(row: str) -> dict:
-    """benchmarks/task_defaults.yaml's overrides for the row's task (all images kinds share ``images``)."""
-    if not DEFAULTS_FILE.is_file():
-        return {}
-    table = yaml.safe_load(DEFAULTS_FILE.read_text()) or {}
-    return copy.deepcopy(table.get(ROWS[row]["task"]) or {})
+    """conf/task/<task>.yaml's values for the row's task (all images kinds share ``images``), read as
+    Hydra reads them (YAML 1.1)."""
+    values = yaml.safe_load((TASK_CONF / f"{ROWS[row]['task']}.yaml").read_text()) or {}
+    values.pop("defaults", None)
+    return values
 
 
 def make_workdir(dest: Path, overrides: dict) -> Path:
@@ -301,7 +302,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="rows to run (repeatable; `images` = every images kind); default: all")
     parser.add_argument("--baselines-only", action="store_true", help="skip the default runs (the slow part)")
     parser.add_argument("--no-task-defaults", action="store_true",
-                        help="run params.yaml as it is, without benchmarks/task_defaults.yaml")
+                        help="run params.yaml as it is, without the task's conf/task/<task>.yaml")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="one more params override on every row, e.g. --set epochs=8 --set 'folds=[0]' "
                              "(folds: the baselines are scored on the same folds)")

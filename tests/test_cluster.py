@@ -389,7 +389,9 @@ stages:
 """
 
 
-def sweep_project(tmp_path: Path, through: str) -> Path:
+def sweep_project(tmp_path: Path, through: str, hydra: bool = False) -> Path:
+    """A two-stage project whose metric is a function of params x and y; ``hydra``: params.yaml composed
+    from conf/ (x from the ``preset`` group: low 2, high 7), as this project composes its own."""
     repo = tmp_path / "sweep"
     repo.mkdir()
     (repo / "dvc.yaml").write_text(SWEEP_DVC_YAML)
@@ -397,6 +399,12 @@ def sweep_project(tmp_path: Path, through: str) -> Path:
     (repo / "params.yaml").write_text("x: 1\ny: a\n")
     run(["git", "init", "-q"], repo)
     dvc("init", "-q", cwd=repo)
+    if hydra:
+        (repo / "conf" / "preset").mkdir(parents=True)
+        (repo / "conf" / "config.yaml").write_text("defaults:\n  - _self_\n  - preset: low\nx: 1\ny: a\n")
+        for name, x in {"low": 2, "high": 7}.items():
+            (repo / "conf" / "preset" / f"{name}.yaml").write_text(f"# @package _global_\nx: {x}\n")
+        dvc("config", "hydra.enabled", "true", cwd=repo)
     if through == "remote":
         dvc("remote", "add", "--local", "-d", "store", str(tmp_path / "remote"), cwd=repo)
     else:
@@ -437,6 +445,14 @@ def test_a_grid_sweep_runs_every_combination_as_an_experiment_on_the_cluster(tmp
                                  "grid-3": (5, "b", 15)}
     if through == "remote":
         assert "in sync" in dvc("status", "-c", cwd=repo).stdout
+
+
+@pytest.mark.slow
+def test_a_grid_sweep_composes_each_combination_through_hydra(tmp_path):
+    repo = sweep_project(tmp_path, "shared-cache", hydra=True)
+    sweep(repo, "-S", "preset=low,high", "-S", "y=a,b", "-n", "hy", "--shared-cache")
+    assert experiments(repo) == {"hy-0": (2, "a", 4), "hy-1": (2, "b", 6), "hy-2": (7, "a", 14),
+                                 "hy-3": (7, "b", 21)}
 
 
 @pytest.mark.slow

@@ -1,98 +1,89 @@
-"""The recipes page's table of the write-ups as `dvc exp run` one-liners stays true: every row's `-S` list
-applies to params.yaml as DVC applies it and loads (default run), and every row trains one epoch
-on tiny synthetic data with weights from a tiny local hub cache (slow)."""
+"""Every write-up recipe in conf/recipe/ (`dvc exp run -S recipe=<name>`) composes as DVC composes it,
+selects its own task, loads and validates (default run), and trains one epoch on tiny synthetic data
+with weights from a tiny local hub cache (slow)."""
 from __future__ import annotations
 
-import re
-import shlex
-import shutil
+import copy
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import yaml
 
-from foldwise.stages.params import load_params
+from conftest import ROOT, write_composed
+from foldwise import conf
+from foldwise.stages.params import load_params, parse_params
 
-ROOT = Path(__file__).resolve().parents[1]
-SECTION = "## The write-ups as one-liners"
-
-
-def recipe_rows() -> list[tuple[str, list[str]]]:
-    """(write-up cell, its -S overrides) of every row of the recipes page's table."""
-    text = (ROOT / "docs" / "how-to" / "recipes.md").read_text()
-    section = text.split(SECTION, 1)[1].split("\n## ", 1)[0]
-    rows = []
-    for line in section.splitlines():
-        match = re.match(r"\| ([^|`]+?) \| `(dvc exp run [^`]+)` \|", line)
-        if match:
-            tokens = shlex.split(match.group(2))
-            assert tokens[:3] == ["dvc", "exp", "run"] and len(tokens) % 2 == 1, line
-            flags, values = tokens[3::2], tokens[4::2]
-            assert set(flags) == {"-S"}, f"only -S overrides belong in a recipe row: {line}"
-            rows.append((match.group(1), values))
-    return rows
+RECIPES = conf.recipes(ROOT / "conf")
 
 
-ROWS = recipe_rows()
-IDS = [name.split(" (")[0].replace(" ", "-") for name, _ in ROWS]
+def compose_recipe(name: str) -> dict:
+    return conf.compose([f"recipe={name}"], ROOT / "conf")
 
 
-def apply_row(dest: Path, overrides: list[str], extra: dict | None = None) -> Path:
-    """params.yaml in ``dest`` with ``overrides`` applied by DVC's own `-S` code, then ``extra`` merged."""
-    from dvc.utils.hydra import apply_overrides
+def recipe_values(name: str) -> dict:
+    """The values written in conf/recipe/<name>.yaml (its defaults list left out)."""
+    from omegaconf import OmegaConf
 
-    from conftest import edit_params
-
-    path = dest / "params.yaml"
-    shutil.copy(ROOT / "params.yaml", path)
-    apply_overrides(path, overrides)
-    if extra:
-        edit_params(path, extra)
-    return path
+    values = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "recipe" / f"{name}.yaml"))
+    values.pop("defaults", None)
+    return values
 
 
-def test_the_recipes_page_has_the_four_write_ups():
-    assert IDS == ["SETI-Swin-write-up", "PetFinder-ViT-write-up", "HMS-ResNet34d-write-up",
-                   "PyTorch-Lightning-study-notes"]
+def leaves(composed: dict, shape: dict) -> dict:
+    """``composed`` cut down to the keys of ``shape`` (nested)."""
+    return {k: leaves(composed[k], v) if isinstance(v, dict) else composed[k] for k, v in shape.items()}
 
 
-@pytest.mark.parametrize("overrides", [v for _, v in ROWS], ids=IDS)
-def test_every_row_applies_as_dvc_applies_it_and_loads(tmp_path, overrides):
+def test_the_write_ups_have_recipes():
+    assert RECIPES == ["hms_resnet34d", "mask_resnet18", "petfinder_vit", "seti_efficientnet", "seti_swin"]
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_every_recipe_composes_selects_its_task_and_validates(name):
     from foldwise.engine.pretrained import pretrained_cfg
+    from foldwise.engine.training import check_mixing
     from foldwise.engine.transforms import check_augment_spec
+    from foldwise.tasks import get_task
 
-    p = load_params(apply_row(tmp_path, overrides), check_names=False)
+    composed = compose_recipe(name)
+    task = name.split("_")[0]
+    assert composed["task"] == task  # through the recipe's `override /task`
+    p = parse_params(copy.deepcopy(composed), source=f"conf recipe={name}", check_names=False)  # it pops task groups
     check_augment_spec(p.augment.train, "augment.train")
-    given = dict(o.split("=", 1) for o in overrides)
-    assert p.model == given["model"] and p.task == given["task"]
+    check_mixing(get_task(task).loss(p), p.augment, task)  # as the train stage checks it
     assert p.train.pretrained and pretrained_cfg(p.model).hf_hub_id  # timm knows these weights
-    if "img_size" in given:
-        assert p.img_size == int(given["img_size"])
-    if "augment.train" in given:  # DVC's Hydra parse of the list is the YAML one
-        assert p.augment.train == yaml.safe_load(given["augment.train"])
+    # a recipe's own values win over its task's defaults, and -S key=value over both
+    assert leaves(composed, recipe_values(name)) == recipe_values(name)
+    assert conf.compose([f"recipe={name}", "epochs=1"], ROOT / "conf")["epochs"] == 1
+
+
+def test_the_mask_recipe_is_the_write_ups_cutmix_on_the_multi_head_model():
+    composed = compose_recipe("mask_resnet18")
+    assert composed["augment"]["cutmix_p"] > 0 and composed["mask"]["head"] == "multi"
+    task_defaults = conf.compose(["task=mask"], ROOT / "conf")
+    assert composed["epochs"] == task_defaults["epochs"] != conf.compose([], ROOT / "conf")["epochs"]  # what it leaves open
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("overrides", [v for _, v in ROWS], ids=IDS)
-def test_every_row_trains_one_epoch_on_tiny_data(tmp_path, monkeypatch, overrides):
+@pytest.mark.parametrize("name", RECIPES)
+def test_every_recipe_trains_one_epoch_on_tiny_data(tmp_path, monkeypatch, name):
     from foldwise.engine.inference import load_fold_model
     from foldwise.engine.pretrained import pretrained_cfg, read_pretrained
     from foldwise.stages import download, pretrained, preprocess, split, train
     from test_pretrained import build_hub_cache
 
-    given = dict(o.split("=", 1) for o in overrides)
-    hub_name = pretrained_cfg(given["model"]).hf_hub_id.split("/", 1)[1]
+    params = compose_recipe(name)
+    hub_name = pretrained_cfg(params["model"]).hf_hub_id.split("/", 1)[1]
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     build_hub_cache(tmp_path / "hf", hub_name)
-    n_train = 100 if given["task"] == "hms" else 40  # HMS: every vote class in both folds' split
+    n_train = 100 if params["task"] == "hms" else 40  # HMS: every vote class in both folds' split
     tiny = {"epochs": 1, "folds": [0, 1], "n_splits": 2, "synthetic": {"n_train": n_train, "n_test": 4}}
-    if float(given.get("train.warmup_epochs", 0)) >= 1:  # the params check wants warmup < epochs (1 here)
+    if params["train"]["warmup_epochs"] >= 1:  # the params check wants warmup < epochs (1 here)
         tiny["train"] = {"warmup_epochs": 0.5}
-    apply_row(tmp_path, overrides, tiny)
+    write_composed(tmp_path, [f"recipe={name}"], tiny)
     monkeypatch.chdir(tmp_path)
     download.main(["--out", "data/raw"])
     pretrained.main(["--out", "data/pretrained"])

@@ -304,10 +304,10 @@ def run_stages(workdir: Path, overrides: list[str], shared: Path | None) -> dict
     import shutil
 
     from foldwise.stages import download, oof, preprocess, pretrained, split, train
-    from test_recipes import apply_row
+    from conftest import write_composed
 
     workdir.mkdir()
-    apply_row(workdir, overrides, TINY)
+    write_composed(workdir, overrides, TINY)
     os.chdir(workdir)
     if shared is None:
         download.main(["--out", "data/raw"])
