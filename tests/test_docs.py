@@ -101,6 +101,13 @@ RUN_BY: dict[str, str] = {
     "dvc plots show": "tests/test_images.py::test_dvc_repro_synthetic_default_with_extra_metrics",
     "foldwise --help": HERE_HELP,
     "foldwise repro --help": HERE_HELP,
+    # task defaults and recipes (how-to/recipes.md)
+    "dvc exp run -S task=mask": "tests/test_mask.py::test_dvc_exp_run_synthetic_multi_head",
+    "dvc exp run -S recipe=seti_swin":
+        "tests/test_conf.py::test_dvc_exp_run_composes_a_recipe_and_exp_show_lists_its_values",
+    "dvc exp run -S recipe=seti_swin -S epochs=1":
+        "tests/test_conf.py::test_dvc_exp_run_composes_a_recipe_and_exp_show_lists_its_values",
+    "python -m foldwise.conf recipe=hms_resnet34d": "tests/test_conf.py::test_the_docs_commands_compose_and_validate",
     # tasks
     "dvc exp run -S task=hms": "tests/test_hms.py::test_dvc_repro_end_to_end",
     "dvc exp run -S task=images": "tests/test_images.py::test_dvc_repro_synthetic_default_with_extra_metrics",
