@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, TINY, deep_update, make_repo, pipeline_env, run
-from test_repro import alive
+from test_repro import alive, fake_dvc_yaml
 
 PY = sys.executable
 SRC = ROOT / "src"  # this checkout's foldwise, in the driver and (inherited) its workers
@@ -166,29 +166,7 @@ if (gate / f"fail_{item}").exists():
 Path(f"out_{item}.txt").write_text(os.environ["FOLDWISE_THREADS"] + "\\n")
 """
 
-GATED_DVC_YAML = """\
-stages:
-  prep:
-    cmd: echo x > prep.txt
-    outs:
-      - prep.txt
-  train:
-    foreach: [0, 1]
-    do:
-      cmd: python train.py ${item}
-      deps:
-        - prep.txt
-        - train.py
-      outs:
-        - out_${item}.txt
-  report:
-    cmd: cat out_0.txt out_1.txt > report.txt
-    deps:
-      - out_0.txt
-      - out_1.txt
-    outs:
-      - report.txt
-"""
+GATED_DVC_YAML = fake_dvc_yaml(2)
 
 
 @pytest.fixture

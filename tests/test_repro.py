@@ -176,30 +176,19 @@ if mode == "sleep":
 Path(f"out_{item}.txt").write_text(f"{os.environ.get('FOLDWISE_THREADS')} {os.environ.get('OMP_NUM_THREADS')}\\n")
 """
 
-FAKE_DVC_YAML = """\
-stages:
-  prep:
-    cmd: echo x > prep.txt
-    outs:
-      - prep.txt
-  train:
-    foreach: [0, 1, 2]
-    do:
-      cmd: python train.py ${item}
-      deps:
-        - prep.txt
-        - train.py
-      outs:
-        - out_${item}.txt
-  report:
-    cmd: cat out_0.txt out_1.txt out_2.txt > report.txt
-    deps:
-      - out_0.txt
-      - out_1.txt
-      - out_2.txt
-    outs:
-      - report.txt
-"""
+def fake_dvc_yaml(folds: int) -> str:
+    """A dvc.yaml shaped like foldwise's: prep, then ``train@k`` for k < ``folds`` (``python train.py k``
+    writing out_k.txt), then a report reading every fold's output."""
+    outs = [f"out_{k}.txt" for k in range(folds)]
+    return "\n".join([
+        "stages:", "  prep:", "    cmd: echo x > prep.txt", "    outs:", "      - prep.txt",
+        "  train:", f"    foreach: {list(range(folds))}", "    do:", "      cmd: python train.py ${item}",
+        "      deps:", "        - prep.txt", "        - train.py", "      outs:", "        - out_${item}.txt",
+        "  report:", f"    cmd: cat {' '.join(outs)} > report.txt", "    deps:", *(f"      - {o}" for o in outs),
+        "    outs:", "      - report.txt", ""])
+
+
+FAKE_DVC_YAML = fake_dvc_yaml(3)
 
 
 @pytest.fixture
