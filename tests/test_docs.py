@@ -87,6 +87,7 @@ WEIGHTS = "tests/test_weights.py::test_fine_tuning_the_packaged_weights_beats_sc
 HERE_HELP = "tests/test_docs.py::test_foldwise_commands_of_the_docs_run"
 HERE_EXP = "tests/test_docs.py::test_exp_show_commands_on_a_tiny_project"
 HERE_QUEUE = "tests/test_docs.py::test_queued_sweep_commands_on_a_tiny_project"
+HERE_REGENERATE = "tests/test_docs.py::test_regenerate_commands_rewrite_stale_generated_files"
 CI = ".ci/run"  # CI runs the command itself: the line must stand verbatim in .ci/run
 
 # command as the docs write it -> the test that runs it (on tiny data where the docs' data is large)
@@ -152,6 +153,9 @@ RUN_BY: dict[str, str] = {
     "dvc exp run --queue -S seti.frames=on_only": HERE_QUEUE,
     "dvc queue start": HERE_QUEUE,
     "dvc queue status": HERE_QUEUE,
+    # adding a competition: the files generated from the params declarations
+    "python -m foldwise.params.reference --write": HERE_REGENERATE,
+    "python -m foldwise.stages.graph --write": HERE_REGENERATE,
     # the team flow through an S3 remote (moto's S3 server on 127.0.0.1 stands in for the bucket)
     "dvc remote add -d team s3://my-bucket/foldwise": REMOTE,
     'git add .dvc/config && git commit -m "DVC remote: s3://my-bucket/foldwise"': REMOTE,
@@ -324,6 +328,27 @@ def test_queued_sweep_commands_on_a_tiny_project(tiny_project):
     aucs = sorted(round(e["data"]["metrics"]["metrics.json"]["data"]["cv"]["auc"], 6)
                   for rev in shown for e in (rev.get("experiments") or []) for e in e["revs"])
     assert aucs == [0.0009, 0.003, 0.015]  # lr 3e-4 x 3 epochs; on_only (same lr x epochs); 3e-3 x 5
+
+
+GENERATED = ["dvc.yaml", "params.schema.json", "docs/reference/params.md"]
+
+
+def test_regenerate_commands_rewrite_stale_generated_files(tmp_path):
+    """The add-a-competition how-to's regenerate commands, as written, from a checkout whose generated
+    files are stale (one params list dropped from dvc.yaml, the schema and the reference emptied): they
+    write back exactly the committed files."""
+    commands = here(HERE_REGENERATE)
+    assert len(commands) == 2
+    for name in GENERATED:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("")
+    dvc_yaml = (ROOT / "dvc.yaml").read_text()
+    stale = dvc_yaml.replace("      - seed\n      - n_splits\n      - eda\n", "      - seed\n      - eda\n", 1)
+    assert stale != dvc_yaml
+    (tmp_path / "dvc.yaml").write_text(stale)
+    for command in commands:
+        sh(command.replace("python ", f"{shlex_quote(sys.executable)} ", 1), tmp_path)
+    assert [(tmp_path / name).read_text() == (ROOT / name).read_text() for name in GENERATED] == [True] * 3
 
 
 def test_readme_links_point_at_files_that_exist():

@@ -83,7 +83,7 @@ def test_repro_then_experiment_reruns_only_training(tiny_repo):
     second = run(["dvc", "repro"], repo)
     assert "Running stage" not in second.stdout
 
-    # Code deps: another task's module is not a dep of this pipeline; the training engine is.
+    # Code deps: another task's package is not a dep of this pipeline; the training engine is.
     assert not stages_changed_by_editing(repo, "src/foldwise/tasks/hms/task.py")
     # (pretrained reruns in seconds and rewrites the same "none" marker)
     assert stages_changed_by_editing(repo, "src/foldwise/engine/mixing.py") == {

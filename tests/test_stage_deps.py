@@ -1,7 +1,7 @@
 """dvc.yaml declares every source file a stage runs, so editing code reruns the stages that use it.
 
 For each stage and each task, a subprocess imports the stage's module (and, where the stage looks a
-task up, that task's module) and lists the foldwise files Python loaded; each must lie under one of
+task up, that task's package) and lists the foldwise files Python loaded; each must lie under one of
 the stage's declared deps. A new import that dvc.yaml misses fails here, not as a silently stale
 `dvc repro`.
 

@@ -2,8 +2,8 @@
 (mask's single and multi head, each ``images.kind``).
 
 Each case is a tiny workspace: the task's synthetic data, the real preprocess, split, oof, infer and
-submit stages over random-weight fold models (no training). On it: ``predict`` is ``prob_columns``
-wide and ``decode`` is ``pred_columns`` wide; ``targets_from_labels`` undoes ``target_labels``, also
+submit stages over random-weight fold models (no training). On it: ``logits_to_probs`` is
+``prob_columns`` wide and ``decode`` is ``pred_columns`` wide; ``targets_from_labels`` undoes ``target_labels``, also
 through ``oof.csv``; the submission matches the task's template; ``oof.csv`` is what the blend and
 explain stages read back; the Kaggle export's ``predict.py`` reproduces ``data/submission.csv``.
 A new task, or a new kind, that breaks one of these fails here before any pipeline runs.

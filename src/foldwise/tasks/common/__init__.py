@@ -1,1 +1,3 @@
-"""What the competition modules share: the Task interface, the registry, CSV and id helpers."""
+"""What the task packages share: the Task interface (base.py), the registry (registry.py), photo reading
+(imagefolder.py), CSV checks (tables.py), the numpy resize (imaging.py), shared losses, synthetic-data
+helpers and scikit-learn scorers."""

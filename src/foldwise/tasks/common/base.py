@@ -1,7 +1,9 @@
 """The small interface every competition implements: layout, reading, targets, loss, metric, submission.
 
 Stages only talk to a ``Task``; nothing in ``foldwise.stages`` branches on the task name. A task
-package (``tasks/<name>/``) defines a subclass and exports ``TASK = MyTask()``.
+package (``tasks/<name>/``) defines a subclass in ``task.py`` and exports ``TASK = MyTask()``, registered
+by name in ``registry.TASKS``; its own params group (a pydantic model in ``foldwise.params.task_groups``)
+reaches every method as ``params.task_params``. docs/how-to/add-competition.md lists the steps.
 
 Conventions shared by all tasks:
 - A *table* is a DataFrame with an ``id`` column (str) that keys one sample. The train table also
