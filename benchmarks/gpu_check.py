@@ -2,8 +2,9 @@
 
     python benchmarks/gpu_check.py [--skip-table]
 
-Needs only torch, timm, numpy, pandas, scikit-learn and PyYAML (no DVC, dvclive, albumentations,
-grad-cam, pydantic): it builds the engine's objects directly on random shards in a temporary folder,
+Needs torch, timm, numpy, pandas, scikit-learn, PyYAML and pydantic (the params declarations; on a
+bare GPU image install it from wheels carried with the tree, see WHEELS below), no DVC, dvclive,
+albumentations or grad-cam: it builds the engine's objects directly on random shards in a temporary folder,
 downloads nothing (random weights) and finishes in a few minutes. Checks, each printed PASS or FAIL:
 
   trainer      Trainer epochs with train.amp bf16 and fp16 (GradScaler) and channels_last
@@ -27,6 +28,15 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
+
+# pydantic for a bare GPU image, downloaded here, carried with the tree, installed there
+WHEELS = ("pip download --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 "
+          "-d wheels pydantic==2.14.4", "pip install --no-index --find-links wheels pydantic")
+try:
+    import pydantic  # noqa: F401
+except ImportError:
+    sys.exit(f"gpu_check: error: pydantic is not installed; where the index is reachable run `{WHEELS[0]}`, "
+             f"carry wheels/ with the tree and run `{WHEELS[1]}` here")
 
 import numpy as np
 import timm
