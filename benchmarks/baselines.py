@@ -7,8 +7,9 @@ For every task (and every ``images`` kind) on its synthetic default data, and fo
   preprocess, split, train@k for every fold, oof) run in a temporary copy, with params.yaml plus
   the task's own defaults from conf/task/<task>.yaml, as `dvc exp run -S task=<task>` composes them
   (``--no-task-defaults``: params.yaml alone);
-- linear: a logistic regression (ridge for regression targets) on the prepared images average-pooled
-  to 16x16 pixels, standardised, fitted per fold on the other folds of data/folds.csv;
+- linear: a logistic regression (ridge for regression targets; fitted to the vote shares themselves
+  for HMS) on the prepared images average-pooled to 16x16 pixels, standardised, fitted per fold on
+  the other folds of data/folds.csv;
 - constant: the training folds' class shares, vote shares or mean;
 - margin: default minus linear in the better direction, and the margin the goal asks for: 0.02 on
   a score bounded by 1 (AUC, F1, accuracy) or 10 % of the linear model's error where smaller;
@@ -109,8 +110,10 @@ def stage_commands(workdir: Path, folds: list[int]) -> dict[str, str]:
 def run_stage(cmd: str, workdir: Path, log) -> None:
     env = dict(os.environ, DVC_NO_ANALYTICS="1", NO_ALBUMENTATIONS_UPDATE="1")
     done = subprocess.run(["bash", "-c", cmd], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
-    if done.returncode:
-        raise RuntimeError(f"`{cmd}` failed in {workdir} (log: {log.name})")
+    if done.returncode:  # the log lives in a temporary folder: show its end here
+        log.flush()
+        tail = "".join(Path(log.name).read_text().splitlines(keepends=True)[-20:])
+        raise RuntimeError(f"`{cmd}` failed in {workdir}; the end of its log:\n{tail}")
 
 
 def busy() -> float:
@@ -149,16 +152,19 @@ def fold_predictions(x: np.ndarray, y: np.ndarray, fold_of: np.ndarray, folds: l
         if kind in ("binary", "multilabel"):
             columns = [y[:, j] for j in range(y.shape[1])]
             labels_count = 2
-        elif y.shape[1] > 1:  # vote shares (HMS): fitted on the consensus class
-            columns, labels_count = [y.argmax(axis=1)], n_out
+        elif y.shape[1] > 1:  # vote shares (HMS): the soft targets themselves, see soft_label_fit
+            if model == "constant":
+                preds[held] = y[fit].mean(axis=0)
+            else:
+                clf = soft_label_fit(x[fit], y[fit])
+                preds[np.ix_(held, clf.classes_)] = clf.predict_proba(x[held])
+            continue
         else:
             columns, labels_count = [y[:, 0].astype(int)], n_out
         for j, target in enumerate(columns):
             target = target.astype(int)
             if model == "constant":
                 share = np.bincount(target[fit], minlength=labels_count) / fit.sum()
-                if y.shape[1] > 1 and kind == "multiclass":
-                    share = y[fit].mean(axis=0)
                 probs = np.tile(share, (held.sum(), 1))
             else:
                 clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=300))
@@ -170,6 +176,19 @@ def fold_predictions(x: np.ndarray, y: np.ndarray, fold_of: np.ndarray, folds: l
             else:
                 preds[held] = probs
     return preds
+
+
+def soft_label_fit(x: np.ndarray, shares: np.ndarray):
+    """A logistic regression fitted to vote shares (N, C) rather than to the consensus class: each
+    sample enters once per class it got votes for, weighted by that class's share, which minimises
+    the soft-target cross-entropy, so the bar is the best linear KL, not an overconfident argmax."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rows, classes = np.nonzero(shares)
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=300))
+    return clf.fit(x[rows], classes, logisticregression__sample_weight=shares[rows, classes])
 
 
 def baselines(workdir: Path) -> dict:

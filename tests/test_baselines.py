@@ -40,6 +40,21 @@ def test_linear_fits_each_fold_on_the_others_and_separates_blobs(kind, n_out):
     assert np.mean((score > 0.5) == (y[scored, 0] == 1)) > 0.95
 
 
+
+def test_vote_shares_are_fitted_as_soft_targets_not_as_their_consensus_class():
+    """HMS-like targets: 3 classes whose vote shares follow the features smoothly; the linear fit
+    must predict the shares (low KL), the constant the training folds' mean share."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 3))
+    logits = np.stack([x[:, 0], -x[:, 0], 0.5 * x[:, 1]], axis=1)
+    shares = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    fold_of = np.arange(300) % 5
+    linear = baselines.fold_predictions(x, shares, fold_of, [0, 1, 2, 3, 4], "multiclass", 3, "linear")
+    constant = baselines.fold_predictions(x, shares, fold_of, [0, 1, 2, 3, 4], "multiclass", 3, "constant")
+    np.testing.assert_allclose(constant[fold_of == 0], np.tile(shares[fold_of != 0].mean(axis=0), (60, 1)))
+    kl = lambda p: float(np.mean(np.sum(shares * np.log(shares / np.clip(p, 1e-9, None)), axis=1)))
+    assert kl(linear) < 0.02 < 0.1 < kl(constant)
+
 @pytest.mark.parametrize("row, expected", [
     ({"metric": "f1", "greater": True, "linear": 0.33, "default": 0.40}, (0.07, 0.02)),
     ({"metric": "accuracy", "greater": True, "linear": 0.97, "default": 0.98}, (0.01, 0.003)),  # 10% of 0.03

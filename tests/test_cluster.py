@@ -149,6 +149,46 @@ def test_cluster_through_a_remote_matches_a_sequential_run(sequential, tmp_path)
     assert run(["git", "for-each-ref", "refs/foldwise"], repo).stdout == ""  # the temporary ref is gone
 
 
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_cluster_through_an_s3_remote_matches_a_sequential_run(sequential, tmp_path, monkeypatch):
+    """The workers pull from and push to moto's S3 server on 127.0.0.1, as a team's bucket; then a
+    fresh clone restores every fold from that bucket's run-cache."""
+    import boto3
+
+    from test_remote import BUCKET, s3_env, start_moto, stop
+
+    s3_env(monkeypatch)
+    server, endpoint = start_moto(tmp_path / "moto.log")
+    try:
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        s3.create_bucket(Bucket=BUCKET)
+        repo = make_repo(tmp_path / "repo", deep_update({}, TINY))
+        clone = tmp_path / "clone"
+        run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)  # the commit without dvc.lock
+        for cwd in (repo, clone):
+            dvc("remote", "add", "--local", "-d", "team", f"s3://{BUCKET}/dvcstore", cwd=cwd)
+            dvc("remote", "modify", "--local", "team", "endpointurl", endpoint, cwd=cwd)
+        out = cluster_repro(repo, "--cluster", "local:2", "--threads", "1", "oof",
+                            env={"FOLDWISE_THREADS": "1"}).stdout
+        assert_folds_restored_not_trained(out)
+        assert "in sync" in dvc("status", "-c", "oof", "--with-deps", cwd=repo).stdout
+        stored = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="dvcstore/runs/")["Contents"]]
+        restored = dvc("repro", "--pull", "oof", cwd=clone, env={"FOLDWISE_THREADS": "1"}).stdout
+    finally:
+        stop(server)
+    assert_same_lock_entries(repo, sequential)
+    for rel in COMPARED:
+        assert (repo / rel).read_bytes() == (sequential / rel).read_bytes(), rel
+    assert len(stored) >= len(FOLDS)  # each worker pushed its fold's run-cache entry
+    for k in FOLDS:
+        assert f"Stage 'train@{k}' is cached - skipping run, checking out outputs" in restored
+    assert "train: fold" not in restored
+    for rel in COMPARED:
+        assert (clone / rel).read_bytes() == (sequential / rel).read_bytes(), rel
+
+
 # ---- faults, on a fake project whose folds wait on gate files the test controls ---------------------
 GATED_TRAIN = """\
 import os, sys, time
