@@ -9,7 +9,8 @@ For every task (and every ``images`` kind) on its synthetic default data, and fo
   (``--no-task-defaults``: params.yaml alone);
 - linear: a logistic regression (ridge for regression targets; fitted to the vote shares themselves
   for HMS) on the prepared images average-pooled to 16x16 pixels, standardised, fitted per fold on
-  the other folds of data/folds.csv;
+  the other folds of data/folds.csv, its regularisation chosen on one of those folds (ridge's by
+  RidgeCV);
 - constant: the training folds' class shares, vote shares or mean;
 - margin: default minus linear in the better direction, and the margin the goal asks for: 0.02 on
   a score bounded by 1 (AUC, F1, accuracy) or 10 % of the linear model's error where smaller;
@@ -132,10 +133,13 @@ def pooled_pixels(reader, n: int) -> np.ndarray:
     return np.concatenate(rows).astype(np.float64)
 
 
+C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # logistic regression's inverse regularisation strengths tried
+
+
 def fold_predictions(x: np.ndarray, y: np.ndarray, fold_of: np.ndarray, folds: list[int], kind: str,
                      n_out: int, model: str) -> np.ndarray:
     """Out-of-fold predictions (N, n_out) in the task's prob_columns layout, ``model`` linear or constant."""
-    from sklearn.linear_model import LogisticRegression, RidgeCV
+    from sklearn.linear_model import RidgeCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -149,28 +153,12 @@ def fold_predictions(x: np.ndarray, y: np.ndarray, fold_of: np.ndarray, folds: l
                 reg = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-1, 4, 11)))
                 preds[held] = reg.fit(x[fit], y[fit]).predict(x[held]).reshape(-1, n_out)
             continue
-        if kind in ("binary", "multilabel"):
-            columns = [y[:, j] for j in range(y.shape[1])]
-            labels_count = 2
-        elif y.shape[1] > 1:  # vote shares (HMS): the soft targets themselves, see soft_label_fit
+        for j, shares in enumerate(class_shares(y, kind, n_out)):
             if model == "constant":
-                preds[held] = y[fit].mean(axis=0)
+                probs = np.tile(shares[fit].mean(axis=0), (held.sum(), 1))
             else:
-                clf = soft_label_fit(x[fit], y[fit])
-                preds[np.ix_(held, clf.classes_)] = clf.predict_proba(x[held])
-            continue
-        else:
-            columns, labels_count = [y[:, 0].astype(int)], n_out
-        for j, target in enumerate(columns):
-            target = target.astype(int)
-            if model == "constant":
-                share = np.bincount(target[fit], minlength=labels_count) / fit.sum()
-                probs = np.tile(share, (held.sum(), 1))
-            else:
-                clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=300))
-                clf.fit(x[fit], target[fit])
-                probs = np.zeros((held.sum(), labels_count))
-                probs[:, clf.classes_] = clf.predict_proba(x[held])
+                c = choose_c(x, shares, fold_of, fit)
+                probs = logistic_probs(c, x[fit], shares[fit], x[held])
             if kind in ("binary", "multilabel"):
                 preds[held, j] = probs[:, 1]
             else:
@@ -178,17 +166,44 @@ def fold_predictions(x: np.ndarray, y: np.ndarray, fold_of: np.ndarray, folds: l
     return preds
 
 
-def soft_label_fit(x: np.ndarray, shares: np.ndarray):
-    """A logistic regression fitted to vote shares (N, C) rather than to the consensus class: each
-    sample enters once per class it got votes for, weighted by that class's share, which minimises
-    the soft-target cross-entropy, so the bar is the best linear KL, not an overconfident argmax."""
+def class_shares(y: np.ndarray, kind: str, n_out: int) -> list[np.ndarray]:
+    """Targets (N, T) -> one (N, classes) array of class shares per fitted model: one-hot rows of each
+    binary column (binary, multilabel), of the class index, or the vote shares themselves (HMS)."""
+    if kind in ("binary", "multilabel"):
+        return [np.eye(2)[y[:, j].astype(int)] for j in range(y.shape[1])]
+    if y.shape[1] > 1:
+        return [y]
+    return [np.eye(n_out)[y[:, 0].astype(int)]]
+
+
+def logistic_probs(c: float, x_fit: np.ndarray, shares: np.ndarray, x_held: np.ndarray) -> np.ndarray:
+    """A logistic regression at C=``c`` fitted to class shares (n_fit, classes) -> probabilities
+    (n_held, classes). A sample enters once per class it has a share of, weighted by that share: for
+    one-hot rows the usual fit, for vote shares the soft-target cross-entropy, so HMS's bar is the
+    best linear KL, not an overconfident consensus class."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     rows, classes = np.nonzero(shares)
-    clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=300))
-    return clf.fit(x[rows], classes, logisticregression__sample_weight=shares[rows, classes])
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=300))
+    clf.fit(x_fit[rows], classes, logisticregression__sample_weight=shares[rows, classes])
+    probs = np.zeros((len(x_held), shares.shape[1]))
+    probs[:, clf.classes_] = clf.predict_proba(x_held)
+    return probs
+
+
+def choose_c(x: np.ndarray, shares: np.ndarray, fold_of: np.ndarray, fit: np.ndarray) -> float:
+    """The C of ``C_GRID`` with the lowest cross-entropy on one fold of the fitting rows (the lowest
+    numbered), fitted on the others: the held-out fold itself never chooses."""
+    inner = fit & (fold_of == fold_of[fit].min())
+    rest = fit & ~inner
+
+    def cross_entropy(c: float) -> float:
+        probs = logistic_probs(c, x[rest], shares[rest], x[inner])
+        return float(-np.mean(np.sum(shares[inner] * np.log(np.clip(probs, 1e-12, None)), axis=1)))
+
+    return min(C_GRID, key=cross_entropy)
 
 
 def baselines(workdir: Path) -> dict:
