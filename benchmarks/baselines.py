@@ -9,8 +9,8 @@ For every task (and every ``images`` kind) on its synthetic default data, and fo
   (``--no-task-defaults``: params.yaml alone);
 - linear: a logistic regression (ridge for regression targets; fitted to the vote shares themselves
   for HMS) on the prepared images average-pooled to 16x16 pixels, standardised, fitted per fold on
-  the other folds of data/folds.csv, its regularisation chosen on one of those folds (ridge's by
-  RidgeCV);
+  the other folds of data/folds.csv, its C chosen by the task's metric on one of those folds
+  (ridge's alpha by RidgeCV);
 - constant: the training folds' class shares, vote shares or mean;
 - margin: default minus linear in the better direction, and the margin the goal asks for: 0.02 on
   a score bounded by 1 (AUC, F1, accuracy) or 10 % of the linear model's error where smaller;
@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -137,8 +138,10 @@ C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # logistic regression's inverse regulari
 
 
 def fold_predictions(x: np.ndarray, y: np.ndarray, fold_of: np.ndarray, folds: list[int], kind: str,
-                     n_out: int, model: str) -> np.ndarray:
-    """Out-of-fold predictions (N, n_out) in the task's prob_columns layout, ``model`` linear or constant."""
+                     n_out: int, model: str, score: Callable | None = None) -> np.ndarray:
+    """Out-of-fold predictions (N, n_out) in the task's prob_columns layout, ``model`` linear or
+    constant. The linear model's C is the one of ``C_GRID`` that ``score(y, preds)`` (higher is
+    better; default: the class shares' log-likelihood) rates best on an inner fold."""
     from sklearn.linear_model import RidgeCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -152,18 +155,39 @@ def fold_predictions(x: np.ndarray, y: np.ndarray, fold_of: np.ndarray, folds: l
             else:
                 reg = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-1, 4, 11)))
                 preds[held] = reg.fit(x[fit], y[fit]).predict(x[held]).reshape(-1, n_out)
-            continue
-        for j, shares in enumerate(class_shares(y, kind, n_out)):
-            if model == "constant":
-                probs = np.tile(shares[fit].mean(axis=0), (held.sum(), 1))
-            else:
-                c = choose_c(x, shares, fold_of, fit)
-                probs = logistic_probs(c, x[fit], shares[fit], x[held])
-            if kind in ("binary", "multilabel"):
-                preds[held, j] = probs[:, 1]
-            else:
-                preds[held] = probs
+        elif model == "constant":
+            preds[held] = layout([np.tile(s[fit].mean(axis=0), (held.sum(), 1))
+                                  for s in class_shares(y, kind, n_out)], kind)
+        else:
+            c = choose_c(x, y, fold_of, fit, kind, n_out, score or (lambda t, p: log_likelihood(t, p, kind, n_out)))
+            preds[held] = linear_predictions(c, x[fit], y[fit], x[held], kind, n_out)
     return preds
+
+
+def layout(probs: list[np.ndarray], kind: str) -> np.ndarray:
+    """Per-model class probabilities -> the task's columns: P(1) of each binary model, else the one
+    model's class probabilities."""
+    return np.stack([p[:, 1] for p in probs], axis=1) if kind in ("binary", "multilabel") else probs[0]
+
+
+def linear_predictions(c: float, x_fit, y_fit, x_held, kind: str, n_out: int) -> np.ndarray:
+    return layout([logistic_probs(c, x_fit, s, x_held) for s in class_shares(y_fit, kind, n_out)], kind)
+
+
+def log_likelihood(y: np.ndarray, preds: np.ndarray, kind: str, n_out: int) -> float:
+    """Mean log-likelihood of ``y``'s class shares under ``preds`` (task layout)."""
+    shares = class_shares(y, kind, n_out)
+    probs = [np.stack([1 - preds[:, j], preds[:, j]], axis=1) for j in range(len(shares))] \
+        if kind in ("binary", "multilabel") else [preds]
+    return float(sum(np.mean(np.sum(s * np.log(np.clip(p, 1e-12, None)), axis=1)) for s, p in zip(shares, probs)))
+
+
+def choose_c(x, y, fold_of, fit, kind: str, n_out: int, score: Callable) -> float:
+    """The C of ``C_GRID`` that ``score`` rates best on one fold of the fitting rows (the lowest
+    numbered), fitted on the others: the held-out fold itself never chooses."""
+    inner = fit & (fold_of == fold_of[fit].min())
+    rest = fit & ~inner
+    return max(C_GRID, key=lambda c: score(y[inner], linear_predictions(c, x[rest], y[rest], x[inner], kind, n_out)))
 
 
 def class_shares(y: np.ndarray, kind: str, n_out: int) -> list[np.ndarray]:
@@ -193,19 +217,6 @@ def logistic_probs(c: float, x_fit: np.ndarray, shares: np.ndarray, x_held: np.n
     return probs
 
 
-def choose_c(x: np.ndarray, shares: np.ndarray, fold_of: np.ndarray, fit: np.ndarray) -> float:
-    """The C of ``C_GRID`` with the lowest cross-entropy on one fold of the fitting rows (the lowest
-    numbered), fitted on the others: the held-out fold itself never chooses."""
-    inner = fit & (fold_of == fold_of[fit].min())
-    rest = fit & ~inner
-
-    def cross_entropy(c: float) -> float:
-        probs = logistic_probs(c, x[rest], shares[rest], x[inner])
-        return float(-np.mean(np.sum(shares[inner] * np.log(np.clip(probs, 1e-12, None)), axis=1)))
-
-    return min(C_GRID, key=cross_entropy)
-
-
 def baselines(workdir: Path) -> dict:
     """The linear and constant CV on the workdir's prepared data and folds (one BLAS thread: with
     more, lbfgs on a shared 2-core machine spends minutes waiting for its own threads)."""
@@ -228,8 +239,10 @@ def fit_baselines(workdir: Path) -> dict:
     kind = task.target_kind(p)
     out = {"metric": task.metric_name if p.task != "images" else p.task_params.metric,
            "greater": bool(task.greater_is_better), "n": len(index)}
+    sign = 1.0 if task.greater_is_better else -1.0
     for model in ("linear", "constant"):
-        preds = fold_predictions(x, y, fold_of, list(p.folds), kind, task.num_outputs, model)
+        preds = fold_predictions(x, y, fold_of, list(p.folds), kind, task.num_outputs, model,
+                                 score=lambda truth, pred: sign * float(task.metric(truth, pred)))
         out[model] = float(task.metric(y[scored], preds[scored]))
     return out
 
