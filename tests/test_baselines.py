@@ -40,7 +40,6 @@ def test_linear_fits_each_fold_on_the_others_and_separates_blobs(kind, n_out):
     assert np.mean((score > 0.5) == (y[scored, 0] == 1)) > 0.95
 
 
-
 def test_vote_shares_are_fitted_as_soft_targets_not_as_their_consensus_class():
     """HMS-like targets: 3 classes whose vote shares follow the features smoothly; the linear fit
     must predict the shares (low KL), the constant the training folds' mean share."""
@@ -70,6 +69,7 @@ def test_regularisation_is_chosen_on_an_inner_fold_so_noise_does_not_overfit():
                                                      x[fold_of == k])[:, 1] for k in range(5)])
     order = np.concatenate([np.flatnonzero(fold_of == k) for k in range(5)])
     assert log_loss(y[:, 0], linear) < 0.70 < 0.75 < log_loss(y[order, 0], fixed)
+
 
 @pytest.mark.parametrize("row, expected", [
     ({"metric": "f1", "greater": True, "linear": 0.33, "default": 0.40}, (0.07, 0.02)),

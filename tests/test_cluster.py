@@ -82,8 +82,7 @@ def test_a_fresh_clone_restores_every_fold_from_the_remote_run_cache(sequential,
         assert f"Stage '{stage}' is cached - skipping run" in out
     assert "Running stage 'train@" not in out and "train: fold" not in out  # no fold trained
     assert dvc("status", "--json", cwd=clone).stdout.strip() == "{}"
-    for rel in COMPARED:
-        assert (clone / rel).read_bytes() == (sequential / rel).read_bytes(), rel
+    assert_same_outputs(clone, sequential)
 
 
 # ---- foldwise.repro --cluster on the tiny pipeline ----------------------------------------------
@@ -110,6 +109,12 @@ def assert_same_lock_entries(repo: Path, reference: Path) -> None:
     assert [name for name in ran if ran[name] != ref[name]] == []
 
 
+def assert_same_outputs(repo: Path, reference: Path) -> None:
+    """Every COMPARED file of ``repo`` equals ``reference``'s byte for byte."""
+    for rel in COMPARED:
+        assert (repo / rel).read_bytes() == (reference / rel).read_bytes(), rel
+
+
 def assert_folds_restored_not_trained(out: str) -> None:
     assert f"{len(FOLDS)} of {len(FOLDS)} train stages to run on local:2" in out
     last = final_repro_log(out)
@@ -128,8 +133,7 @@ def test_cluster_with_a_shared_cache_matches_a_sequential_run(sequential, tmp_pa
     assert_folds_restored_not_trained(out)
     assert dvc("status", "--json", "oof", cwd=repo).stdout.strip() == "{}"
     assert_same_lock_entries(repo, sequential)
-    for rel in COMPARED:
-        assert (repo / rel).read_bytes() == (sequential / rel).read_bytes(), rel
+    assert_same_outputs(repo, sequential)
     folds = [cmd for name, cmd in stage_commands(repo).items() if name.startswith("train@")]
     assert len(folds) == len(FOLDS) and set(folds) <= set(run_cache_commands(tmp_path / "shared-cache"))
 
@@ -144,10 +148,8 @@ def test_cluster_through_a_remote_matches_a_sequential_run(sequential, tmp_path)
     assert dvc("status", "--json", "oof", cwd=repo).stdout.strip() == "{}"
     assert "in sync" in dvc("status", "-c", "oof", "--with-deps", cwd=repo).stdout
     assert_same_lock_entries(repo, sequential)
-    for rel in COMPARED:
-        assert (repo / rel).read_bytes() == (sequential / rel).read_bytes(), rel
+    assert_same_outputs(repo, sequential)
     assert run(["git", "for-each-ref", "refs/foldwise"], repo).stdout == ""  # the temporary ref is gone
-
 
 
 @pytest.mark.slow
@@ -179,14 +181,12 @@ def test_cluster_through_an_s3_remote_matches_a_sequential_run(sequential, tmp_p
     finally:
         stop(server)
     assert_same_lock_entries(repo, sequential)
-    for rel in COMPARED:
-        assert (repo / rel).read_bytes() == (sequential / rel).read_bytes(), rel
+    assert_same_outputs(repo, sequential)
     assert len(stored) >= len(FOLDS)  # each worker pushed its fold's run-cache entry
     for k in FOLDS:
         assert f"Stage 'train@{k}' is cached - skipping run, checking out outputs" in restored
     assert "train: fold" not in restored
-    for rel in COMPARED:
-        assert (clone / rel).read_bytes() == (sequential / rel).read_bytes(), rel
+    assert_same_outputs(clone, sequential)
 
 
 # ---- faults, on a fake project whose folds wait on gate files the test controls ---------------------
