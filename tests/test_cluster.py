@@ -365,6 +365,20 @@ def test_gpu_workers_make_each_fold_need_one_gpu():
     assert gpu and slots == 3 and shares == {"g": 16, "h": 8}  # one fold per GPU, the host's cores split
 
 
+def test_a_fold_runs_with_its_thread_share_and_without_the_nannys_memory_trimming(monkeypatch):
+    from foldwise.cluster.worker import fold_environ
+
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # as Dask's Nanny starts a worker
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("FOLDWISE_TEST_USER_VAR", "kept")
+    env = fold_environ(3)
+    assert "MALLOC_TRIM_THRESHOLD_" not in env
+    assert env["FOLDWISE_THREADS"] == env["OMP_NUM_THREADS"] == "3"
+    assert env["FOLDWISE_TEST_USER_VAR"] == "kept"
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "131072")  # a user's own value is theirs
+    assert fold_environ(1)["MALLOC_TRIM_THRESHOLD_"] == "131072"
+
+
 def test_killing_the_guard_takes_its_command_and_the_commands_children_down(tmp_path):
     from foldwise.cluster import guard
 
