@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from foldwise.tasks.common.imagefolder import read_rgb, resize_square  # noqa: E402
 from foldwise.tasks.petfinder import synthetic  # noqa: E402
+from foldwise.tasks.petfinder.task import TASK  # noqa: E402
 
 HIST_BINS = 6  # per channel of the colour histogram
 HIST_SIZE = 48  # px, the default run's image size
@@ -51,11 +52,10 @@ def conditional_mean_rmse(known: np.ndarray, score: np.ndarray, n_bins: int = 40
 
 def simulator_floors(draws: int, seed: int) -> dict[str, float]:
     rng = np.random.default_rng(seed)
-    flags = synthetic.synthetic_flags(rng, draws)
-    tone = rng.standard_normal(draws)
-    score = synthetic.synthetic_score(rng, flags, tone, 1.0).astype(float)
-    red = synthetic.FUR_DARK[0] + (synthetic.FUR_BRIGHT[0] - synthetic.FUR_DARK[0]) * norm.cdf(tone)
-    seen_red = (red + rng.normal(0, 6, draws)) * rng.uniform(0.9, 1.1, draws)
+    _, tone, score = synthetic.draw_labels(rng, draws, 1.0)
+    score = score.astype(float)
+    red = synthetic.fur_colour(norm.cdf(tone)[:, None])[:, 0]
+    seen_red = (red + rng.normal(0, synthetic.FUR_NOISE_SD, draws)) * rng.uniform(*synthetic.EXPOSURE_GAIN, draws)
     return {"floor given z": conditional_mean_rmse(tone, score),
             "floor given the fur's red channel": conditional_mean_rmse(seen_red, score)}
 
@@ -80,10 +80,9 @@ def cv_predict(x: np.ndarray, y: np.ndarray, folds: KFold, **kwargs) -> np.ndarr
 
 def replay_train_draws(n_train: int, seed: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """generate()'s draws for the train split: (flags, hidden tone z, score), in its order."""
-    rng = np.random.default_rng((seed, 1))
-    flags = synthetic.synthetic_flags(rng, n_train)
-    tone = rng.standard_normal(n_train)
-    return flags, tone, synthetic.synthetic_score(rng, flags, tone, 1.0).astype(float)
+    flags, tone, score = synthetic.draw_labels(
+        np.random.default_rng((seed, synthetic.SPLIT_STREAMS["train"])), n_train, 1.0)
+    return flags, tone, score.astype(float)
 
 
 def default_data_models(n_train: int, seed: int) -> dict[str, float]:
@@ -99,7 +98,7 @@ def default_data_models(n_train: int, seed: int) -> dict[str, float]:
     flags = flags.to_numpy(float)
     folds = KFold(5, shuffle=True, random_state=0)
     small = {"max_iter": 200, "learning_rate": 0.05, "max_depth": 3}
-    rmse = lambda pred: float(np.sqrt(np.mean((pred - score) ** 2)))  # noqa: E731
+    rmse = lambda pred: TASK.metric(score, pred)  # noqa: E731
     tone_read = cv_predict(hist, tone, folds, max_iter=300, learning_rate=0.05)
     return {
         "(a) hidden z + flags": rmse(cv_predict(np.c_[tone, flags], score, folds, **small)),

@@ -32,6 +32,9 @@ SKEW_SIGMA = 0.42    # log-normal shape of the right skew
 # Fur tone 0 -> dark grey-brown, 1 -> bright golden.
 FUR_DARK = np.array([52, 46, 44], dtype=np.float64)
 FUR_BRIGHT = np.array([250, 190, 80], dtype=np.float64)
+FUR_NOISE_SD = 6.0  # per-photo colour noise of the fur, per channel
+EXPOSURE_GAIN = (0.9, 1.1)  # per-photo gain on every pixel
+SPLIT_STREAMS = {"train": 1, "test": 2}  # a split's random stream: its draws come from rng((seed, stream))
 BACKGROUNDS = [(96, 140, 70), (120, 160, 200), (150, 150, 150), (200, 190, 170), (170, 120, 90),
                (90, 90, 110), (210, 210, 215), (140, 110, 150)]
 SKIN = [(241, 194, 150), (224, 172, 105), (198, 134, 66), (141, 85, 36)]
@@ -44,11 +47,9 @@ def generate(root: Path, n_train: int, n_test: int, seed: int, strength: float,
     layout under ``root`` (deterministic in seed)."""
     root = Path(root)
     ids = unique_hex_ids(np.random.default_rng((seed, 0)), n_train + n_test, ID_HEX_DIGITS)
-    for split, split_ids, stream in (("train", ids[:n_train], 1), ("test", ids[n_train:], 2)):
-        rng = np.random.default_rng((seed, stream))
-        flags = synthetic_flags(rng, len(split_ids))
-        tone = rng.standard_normal(len(split_ids))  # the image property behind the score
-        score = synthetic_score(rng, flags, tone, strength)
+    for split, split_ids in (("train", ids[:n_train]), ("test", ids[n_train:])):
+        stream = SPLIT_STREAMS[split]
+        flags, tone, score = draw_labels(np.random.default_rng((seed, stream)), len(split_ids), strength)
         (root / split).mkdir(parents=True, exist_ok=True)
         for i, pid in enumerate(split_ids):
             img_rng = np.random.default_rng((seed, 10 + stream, i))
@@ -61,6 +62,18 @@ def generate(root: Path, n_train: int, n_test: int, seed: int, strength: float,
         else:
             table.to_csv(root / "test.csv", index=False)
             pd.DataFrame({"Id": split_ids, TARGET: TARGET_MEAN}).to_csv(root / sample_submission, index=False)
+
+
+def draw_labels(rng: np.random.Generator, n: int, strength: float) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """One split's flags, hidden fur tones z (n,) and integer scores (n,), drawn from ``rng`` in this order."""
+    flags = synthetic_flags(rng, n)
+    tone = rng.standard_normal(n)  # the image property behind the score
+    return flags, tone, synthetic_score(rng, flags, tone, strength)
+
+
+def fur_colour(shade: np.ndarray | float) -> np.ndarray:
+    """Mean RGB (..., 3) of the fur at ``shade`` = Phi(z) in (0, 1), before noise and exposure."""
+    return FUR_DARK + (FUR_BRIGHT - FUR_DARK) * shade
 
 
 def synthetic_flags(rng: np.random.Generator, n: int) -> pd.DataFrame:
@@ -95,7 +108,7 @@ def render_photo(rng: np.random.Generator, flags: dict, tone: float) -> Image.Im
     long_side = int(rng.integers(160, 401))
     aspect = float(rng.uniform(0.6, 1.6))
     w, h = (long_side, max(100, int(long_side / aspect))) if aspect >= 1 else (max(100, int(long_side * aspect)), long_side)
-    fur = tuple(int(c) for c in np.clip(FUR_DARK + (FUR_BRIGHT - FUR_DARK) * tone + rng.normal(0, 6, 3), 0, 255))
+    fur = tuple(int(c) for c in np.clip(fur_colour(tone) + rng.normal(0, FUR_NOISE_SD, 3), 0, 255))
     if flags["Collage"]:
         canvas = Image.new("RGB", (w, h), (255, 255, 255))
         cols, rows = (2, 1) if rng.random() < 0.5 else (2, 2)
@@ -121,7 +134,7 @@ def render_photo(rng: np.random.Generator, flags: dict, tone: float) -> Image.Im
         draw.text((int(0.05 * w), top + size // 4), str(rng.choice(WORDS)), fill=(10, 10, 10), font=font)
     if flags["Blur"]:
         canvas = canvas.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(2.5, 5.0))))
-    gain = rng.uniform(0.9, 1.1)  # exposure
+    gain = rng.uniform(*EXPOSURE_GAIN)
     arr = np.asarray(canvas, dtype=np.float32) * gain + rng.normal(0, 4, (h, w, 1)).astype(np.float32)
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
 
